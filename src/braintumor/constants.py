@@ -1,0 +1,62 @@
+"""Names that form contracts between modules: classes, artifacts, the model, file names."""
+
+from __future__ import annotations
+
+# Canonical class names, in the order of the classifier's outputs.
+CLASS_NAMES: tuple[str, ...] = ("glioma", "meningioma", "notumor", "pituitary")
+
+# Folder names seen in the wild, normalised to the canonical names (lower-cased keys).
+CLASS_ALIASES: dict[str, str] = {
+    "glioma": "glioma",
+    "glioma_tumor": "glioma",
+    "glioma_tumour": "glioma",
+    "gliomas": "glioma",
+    "meningioma": "meningioma",
+    "meningioma_tumor": "meningioma",
+    "meningioma_tumour": "meningioma",
+    "meningiomas": "meningioma",
+    "notumor": "notumor",
+    "no_tumor": "notumor",
+    "no_tumour": "notumor",
+    "notumour": "notumor",
+    "no-tumor": "notumor",
+    "no": "notumor",
+    "healthy": "notumor",
+    "normal": "notumor",
+    "pituitary": "pituitary",
+    "pituitary_tumor": "pituitary",
+    "pituitary_tumour": "pituitary",
+}
+
+# Original dataset splits as they appear in the Kaggle layout, and in data/raw.
+SOURCE_SPLITS: dict[str, str] = {"training": "training", "testing": "testing"}
+UNSPLIT = "unsplit"
+
+# Splits produced by the leakage-free splitter.
+TRAIN, VAL, TEST = "train", "val", "test"
+
+# Evaluation protocols.
+PROTOCOL_RESPLIT = "resplit"
+PROTOCOL_OFFICIAL = "official"
+PROTOCOLS = (PROTOCOL_RESPLIT, PROTOCOL_OFFICIAL)
+
+# The model in ZenML's Model Control Plane and in the BentoML model store.
+MODEL_NAME = "brain-tumor-classifier"
+BENTO_SERVICE_NAME = "brain_tumor_classifier"
+
+# File names inside data folders.
+MANIFEST_FILE = "manifest.csv"
+QUARANTINE_FILE = "quarantine.csv"
+SPLITS_FILE = "splits.csv"
+
+# Artifact names of the training pipeline (a contract: reports and the CLI look them up).
+ARTIFACT_MANIFEST = "manifest"
+ARTIFACT_AUDIT = "audit_report"
+ARTIFACT_SPLITS = "splits"
+ARTIFACT_TRAIN_PLAN = "train_plan"
+ARTIFACT_MODEL_PREFIX = "model_"  # + backbone name
+ARTIFACT_VAL_METRICS_PREFIX = "val_metrics_"  # + backbone name
+ARTIFACT_BEST_MODEL = "best_model"
+ARTIFACT_TEST_METRICS = "test_metrics"
+ARTIFACT_DECISION = "promotion_decision"
+ARTIFACT_REPORT = "run_report"

@@ -1,0 +1,1 @@
+"""Data: reading sources (folders, zips, URLs), validation and quarantine, the manifest."""

@@ -1,0 +1,69 @@
+"""The manifest: one row per accepted image under a data root (e.g. data/raw).
+
+Columns (a contract for every later stage):
+- path: POSIX path relative to the data root, `<split>/<label>/<file>`
+- split: the source's own split, `training`, `testing` or `unsplit`
+- label: canonical class name (constants.CLASS_NAMES)
+- sha256: of the file's bytes
+- pixel_sha256, phash, phash_mirror: fingerprints (integrity.hashing)
+- width, height, mode, format, file_size: what the file is
+- source: the file's path inside the source it was ingested from (provenance)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from braintumor.constants import CLASS_NAMES, MANIFEST_FILE
+
+COLUMNS: tuple[str, ...] = (
+    "path",
+    "split",
+    "label",
+    "sha256",
+    "pixel_sha256",
+    "phash",
+    "phash_mirror",
+    "width",
+    "height",
+    "mode",
+    "format",
+    "file_size",
+    "source",
+)
+
+_DTYPES = {"width": "int64", "height": "int64", "file_size": "int64"}
+
+
+class ManifestError(ValueError):
+    """A manifest that is missing, malformed or inconsistent with its data root."""
+
+
+def write_manifest(frame: pd.DataFrame, root: Path) -> Path:
+    """Write rows sorted by path (so the file, and its DVC hash, is deterministic)."""
+    missing = set(COLUMNS) - set(frame.columns)
+    if missing:
+        raise ManifestError(f"manifest is missing columns {sorted(missing)}")
+    ordered = frame.loc[:, list(COLUMNS)].sort_values("path").reset_index(drop=True)
+    target = Path(root) / MANIFEST_FILE
+    ordered.to_csv(target, index=False, lineterminator="\n")
+    return target
+
+
+def read_manifest(root: Path) -> pd.DataFrame:
+    """Read and check `<root>/manifest.csv`; hashes stay strings."""
+    target = Path(root) / MANIFEST_FILE
+    if not target.is_file():
+        raise ManifestError(
+            f"no manifest at {target}: run `braintumor data ingest SOURCE` (or `dvc pull`) first"
+        )
+    frame = pd.read_csv(target, dtype=str, keep_default_na=False)
+    missing = set(COLUMNS) - set(frame.columns)
+    if missing:
+        raise ManifestError(f"{target} is missing columns {sorted(missing)}")
+    unknown = set(frame["label"]) - set(CLASS_NAMES)
+    if unknown:
+        raise ManifestError(f"{target} has unknown labels {sorted(unknown)}")
+    return frame.astype(_DTYPES)

@@ -1,0 +1,40 @@
+"""Shared fixtures: the shipped sample, the full dataset (skip when absent), temp homes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_DIR = REPO_ROOT / "tests" / "data" / "sample"
+FULL_DATASET_DIR = Path(
+    os.environ.get(
+        "BRAINTUMOR_FULL_DATASET",
+        REPO_ROOT.parent / "shared" / "datasets" / "brain-tumor-classification-mri",
+    )
+)
+
+# Quiet, offline-friendly defaults for every test process.
+os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """A small real sample in the Kaggle layout (8 images per class) plus 4 planted bad files."""
+    return SAMPLE_DIR
+
+
+@pytest.fixture(scope="session")
+def full_dataset_dir() -> Path:
+    """The full Kaggle dataset; tests using it skip with a reason when it is absent."""
+    if not (FULL_DATASET_DIR / "Training").is_dir():
+        pytest.skip(
+            f"full dataset not found at {FULL_DATASET_DIR} "
+            "(set BRAINTUMOR_FULL_DATASET to a copy in the Kaggle layout to run this test)"
+        )
+    return FULL_DATASET_DIR
