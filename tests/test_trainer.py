@@ -150,6 +150,9 @@ def test_runtime_choice_follows_the_gpus() -> None:
     assert not choose_runtime(4, "off", "off").mixed_precision
     assert not choose_runtime(4, "off", "off").mirrored
     assert choose_runtime(0, "on").mixed_precision
+    assert choose_runtime(0, "bfloat16").dtype_policy == "mixed_bfloat16"
+    assert choose_runtime(0).dtype_policy == "float32"
+    assert one.dtype_policy == "mixed_float16"
 
 
 def test_unusable_data_is_refused_before_training(data) -> None:

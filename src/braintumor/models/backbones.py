@@ -62,6 +62,7 @@ class CnnSpec:
     convs_per_block: int = 2
     block_dropout: float = 0.1
     batch_norm_momentum: float = 0.99  # lower it for very short runs (few steps)
+    input_normalization: str = "unit"  # or "standardize": per-image mean/std (see layers)
 
     def __post_init__(self) -> None:
         if not self.filters or any(f < 1 for f in self.filters):
@@ -70,6 +71,11 @@ class CnnSpec:
             raise ValueError(f"cnn convs_per_block must be >= 1, not {self.convs_per_block}")
         if not 0.0 <= self.block_dropout < 1.0:
             raise ValueError(f"cnn block_dropout must be in [0, 1), not {self.block_dropout}")
+        if self.input_normalization not in ("unit", "standardize"):
+            raise ValueError(
+                f"cnn input_normalization must be 'unit' or 'standardize', "
+                f"not {self.input_normalization!r}"
+            )
         if not 0.0 < self.batch_norm_momentum < 1.0:
             raise ValueError(
                 f"cnn batch_norm_momentum must be in (0, 1), not {self.batch_norm_momentum}"
@@ -210,7 +216,8 @@ def build_classifier(
     x = inputs
     if input_shape[2] != base_channels:
         x = RepeatChannels(base_channels, name="repeat_channels")(x)
-    x = BackboneNormalization(entry.normalization, name="normalization")(x)
+    mode = cnn.input_normalization if entry.name == "custom_cnn" else entry.normalization
+    x = BackboneNormalization(mode, name="normalization")(x)
     x = base(x)
     pool = (
         keras.layers.GlobalAveragePooling2D
