@@ -61,7 +61,9 @@ class CnnSpec:
     filters: tuple[int, ...] = (32, 64, 128, 256)
     convs_per_block: int = 2
     block_dropout: float = 0.1
-    batch_norm_momentum: float = 0.99  # lower it for very short runs (few steps)
+    # Keras defaults to 0.99: on a few thousand images the moving variance then needs ~10
+    # epochs to leave its initial 1.0, and validation collapses to one class until it does.
+    batch_norm_momentum: float = 0.9
     input_normalization: str = "unit"  # or "standardize": per-image mean/std (see layers)
 
     def __post_init__(self) -> None:

@@ -50,7 +50,7 @@ class CnnConfig(_Strict):
     filters: tuple[int, ...] = (32, 64, 128, 256)
     convs_per_block: int = Field(2, ge=1)
     block_dropout: float = Field(0.1, ge=0, lt=1)
-    batch_norm_momentum: float = Field(0.99, gt=0, lt=1)
+    batch_norm_momentum: float = Field(0.9, gt=0, lt=1)
     input_normalization: Literal["unit", "standardize"] = "unit"
 
     def spec(self) -> CnnSpec:
