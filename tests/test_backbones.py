@@ -117,6 +117,16 @@ def test_head_is_configurable() -> None:
     assert layers["head_dropout"].rate == 0.5
     assert model.output_shape == (None, 3)
     assert layers["predictions"].dtype_policy.name == "float32"
+    flat = build_classifier(
+        "custom_cnn",
+        input_shape=(32, 32, 1),
+        head=HeadSpec(pooling="flatten"),
+        cnn=CnnSpec(filters=(8, 16)),
+    )
+    assert isinstance(flat.get_layer("pool"), keras.layers.Flatten)
+    assert flat.get_layer("predictions").kernel.shape == (8 * 8 * 16, 4)
+    with pytest.raises(ValueError, match="pooling"):
+        HeadSpec(pooling="attention")
 
 
 def _random_weights(model: keras.Model, seed: int) -> None:

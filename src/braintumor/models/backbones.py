@@ -25,7 +25,7 @@ import keras
 from braintumor.constants import CLASS_NAMES
 from braintumor.models.layers import BackboneNormalization, RepeatChannels
 
-Pooling = Literal["avg", "max"]
+Pooling = Literal["avg", "max", "flatten"]
 IMAGENET = "imagenet"
 
 
@@ -41,13 +41,13 @@ class BackboneWeightsError(RuntimeError):
 class HeadSpec:
     """The classification head on top of the pooled features."""
 
-    pooling: Pooling = "avg"
+    pooling: Pooling = "avg"  # "flatten" keeps where features are (the research CNN's head)
     dropout: float = 0.3
     dense_units: int = 0  # 0: no hidden dense layer, straight to the softmax
 
     def __post_init__(self) -> None:
-        if self.pooling not in ("avg", "max"):
-            raise ValueError(f"head pooling must be 'avg' or 'max', not {self.pooling!r}")
+        if self.pooling not in ("avg", "max", "flatten"):
+            raise ValueError(f"head pooling must be avg, max or flatten, not {self.pooling!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"head dropout must be in [0, 1), not {self.dropout}")
         if self.dense_units < 0:
@@ -221,11 +221,11 @@ def build_classifier(
     mode = cnn.input_normalization if entry.name == "custom_cnn" else entry.normalization
     x = BackboneNormalization(mode, name="normalization")(x)
     x = base(x)
-    pool = (
-        keras.layers.GlobalAveragePooling2D
-        if head.pooling == "avg"
-        else keras.layers.GlobalMaxPooling2D
-    )
+    pool = {
+        "avg": keras.layers.GlobalAveragePooling2D,
+        "max": keras.layers.GlobalMaxPooling2D,
+        "flatten": keras.layers.Flatten,
+    }[head.pooling]
     x = pool(name="pool")(x)
     if head.dropout > 0:
         x = keras.layers.Dropout(head.dropout, name="head_dropout")(x)

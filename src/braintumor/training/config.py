@@ -36,7 +36,7 @@ class PreprocessingConfig(_Strict):
 
 
 class HeadConfig(_Strict):
-    pooling: Literal["avg", "max"] = "avg"
+    pooling: Literal["avg", "max", "flatten"] = "avg"
     dropout: float = Field(0.3, ge=0, lt=1)
     dense_units: int = Field(0, ge=0)
 
