@@ -8,6 +8,7 @@ the result into the model's input.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from dataclasses import dataclass
@@ -81,35 +82,39 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
         raise ImageDecodeError(UNDECODABLE, f"cannot decode the image data ({message})") from None
     except Exception as exc:
         raise ImageDecodeError(UNDECODABLE, f"cannot decode the image data ({exc})") from None
-    try:
+    with contextlib.suppress(Exception):  # a broken EXIF block must not reject a readable image
         image = ImageOps.exif_transpose(image)
-    except Exception:  # a broken EXIF block must not reject a readable image
-        pass
     return DecodedImage(to_grayscale_uint8(image), width, height, mode, fmt)
 
 
 def to_grayscale_uint8(image: Image.Image | np.ndarray) -> np.ndarray:
-    """Any Pillow image or array (8/16-bit, float, RGB(A), palette) to (H, W) uint8."""
+    """Any Pillow image or array (8/16-bit, float, RGB(A), palette) to (H, W) uint8.
+
+    8-bit inputs keep their values (colour -> ITU-R 601 luma, as Pillow's and OpenCV's
+    grayscale conversions); wider ranges (16-bit, float, DICOM) are rescaled min..max.
+    """
     if isinstance(image, Image.Image):
         if image.mode == "P":
             image = image.convert("RGBA")
-        if image.mode in ("RGBA", "LA"):
+        if image.mode in ("RGBA", "LA", "PA"):
             # Transparent pixels become background (black), as in an MRI slice.
             background = Image.new("RGBA", image.size, (0, 0, 0, 255))
-            image = Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
-        if image.mode in ("RGB", "CMYK", "YCbCr", "HSV", "LAB"):
-            image = image.convert("RGB")
+            image = Image.alpha_composite(background, image.convert("RGBA"))
+        if image.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "HSV", "LAB", "L", "1"):
+            image = image.convert("L")
         array = np.asarray(image)
     else:
         array = np.asarray(image)
     if array.ndim == 3:
         if array.shape[2] == 4:
-            alpha = array[..., 3:4].astype(np.float32) / _dtype_max(array)
-            array = (array[..., :3].astype(np.float32) * alpha).astype(array.dtype)
+            alpha = array[..., 3:4].astype(np.float64) / _dtype_max(array)
+            array = array[..., :3] * alpha
         if array.shape[2] >= 3:
-            # ITU-R 601 luma, as Pillow's convert("L") and OpenCV's RGB2GRAY.
-            rgb = array[..., :3].astype(np.float32)
-            array = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+            rgb = array[..., :3].astype(np.float64)
+            luma = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+            if np.asarray(image).dtype == np.uint8:
+                return np.clip(np.rint(luma), 0, 255).astype(np.uint8)
+            array = luma
         else:
             array = array[..., 0]
     if array.dtype == np.uint8:

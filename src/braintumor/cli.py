@@ -1,0 +1,189 @@
+"""The `braintumor` command: thin wrappers that parse options, call the library (or run a
+pipeline) and print a short summary. Errors a user can fix become one red line and exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(
+    help="braintumor: leakage-free brain-tumour MRI classification, from data to served model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(
+    help="Get, check and derive the image data (DVC-tracked).", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+console = Console(stderr=True)
+out = Console()
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn the errors a user can act on into one readable line and exit code 2."""
+    from braintumor.data.manifest import ManifestError
+    from braintumor.data.sources import SourceError
+    from braintumor.imaging import ImageDecodeError
+
+    try:
+        yield
+    except (SourceError, ManifestError, ImageDecodeError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _progress_bar(description: str, transfer: bool = False) -> Progress:
+    columns = [TextColumn(description), BarColumn()]
+    columns += [DownloadColumn()] if transfer else [TextColumn("{task.completed}/{task.total}")]
+    return Progress(*columns, TimeRemainingColumn(), console=console, transient=True)
+
+
+def _progress_callback(bar: Progress, task: int) -> Callable[[int, int | None], None]:
+    def update(done: int, total: int | None) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return update
+
+
+@data_app.command("ingest")
+def data_ingest(
+    source: Annotated[
+        str | None,
+        typer.Argument(
+            help="A folder (Training|Testing/<class>/* or <class>/*), a .zip of either, or an "
+            "http(s) URL of such a zip. Default: $BRAINTUMOR_DATA_SOURCE, else the public "
+            "GitHub archive of the Kaggle dataset.",
+            show_default=False,
+        ),
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the canonical layout goes.")] = Path(
+        "data/raw"
+    ),
+    sha256: Annotated[
+        str | None, typer.Option(help="Expected sha256 of the zip (URL or file); mismatch = error.")
+    ] = None,
+    checksums: Annotated[
+        str | None,
+        typer.Option(
+            help="A sha256sum-style list (or the known name 'sartaj-3ea9f4e') to verify every "
+            "file against. Default: the known list when ingesting the default URL.",
+        ),
+    ] = None,
+    allow_unverified: Annotated[
+        bool, typer.Option(help="Keep the data even if files differ from --checksums.")
+    ] = False,
+    max_pixels: Annotated[
+        int, typer.Option(help="Quarantine images with more pixels.")
+    ] = 40_000_000,
+) -> None:
+    """Ingest a dataset into data/raw with a manifest; bad files go to data/quarantine."""
+    from braintumor.data.ingest import ingest
+    from braintumor.data.sources import DEFAULT_SOURCE
+
+    source = source or os.environ.get("BRAINTUMOR_DATA_SOURCE") or DEFAULT_SOURCE
+    if checksums is None and source == DEFAULT_SOURCE:
+        checksums = "sartaj-3ea9f4e"
+    console.print(f"ingesting [bold]{source}[/] -> {out_dir}")
+    with _user_errors(), _progress_bar("download", transfer=True) as bar:
+        download_task = bar.add_task("download", total=None, visible=False)
+        files_task = bar.add_task("files", total=None, visible=False)
+
+        def on_download(done: int, total: int | None) -> None:
+            bar.update(download_task, completed=done, total=total, visible=True)
+
+        def on_files(done: int, total: int) -> None:
+            bar.update(download_task, visible=False)
+            bar.update(files_task, completed=done, total=total, visible=True)
+
+        result = ingest(
+            source,
+            out_dir=out_dir,
+            expected_sha256=sha256,
+            checksums=checksums,
+            max_pixels=max_pixels,
+            download_progress=on_download,
+            progress=on_files,
+        )
+    counts = result.counts()
+    table = Table(title=f"Ingested into {out_dir}")
+    table.add_column("split")
+    for column in counts.columns:
+        table.add_column(column, justify="right")
+    for split, row in counts.iterrows():
+        table.add_row(str(split), *(str(v) for v in row))
+    out.print(table)
+    quarantine_file = out_dir.parent / "quarantine.csv"
+    if len(result.quarantine):
+        out.print(
+            f"[yellow]quarantined {len(result.quarantine)} file(s)[/], listed in {quarantine_file}:"
+        )
+        for reason, count in result.quarantine["reason"].value_counts().items():
+            out.print(f"  {reason}: {count}")
+    else:
+        out.print("quarantined 0 files")
+    if result.ignored:
+        out.print(f"ignored {len(result.ignored)} system file(s) (e.g. {result.ignored[0]})")
+    report = result.checksum_report
+    if report is not None:
+        if report.ok:
+            out.print(
+                f"[green]verified[/]: all {report.matched} files match the published checksums"
+            )
+        else:
+            console.print(
+                f"[bold red]checksum check failed[/]: {report.matched} match, "
+                f"{len(report.mismatched)} differ, {len(report.missing)} missing, "
+                f"{len(report.unexpected)} unexpected (e.g. "
+                f"{(report.mismatched + report.missing + report.unexpected)[0]})"
+            )
+            if not allow_unverified:
+                raise typer.Exit(3)
+
+
+@data_app.command("clahe")
+def data_clahe(
+    raw_dir: Annotated[
+        Path, typer.Option("--raw", help="Ingested data (with manifest.csv).")
+    ] = Path("data/raw"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the CLAHE dataset goes.")] = Path(
+        "data/clahe"
+    ),
+    params: Annotated[Path, typer.Option(help="params.yaml holding the `clahe` section.")] = Path(
+        "params.yaml"
+    ),
+) -> None:
+    """Derive the CLAHE dataset (the DVC `clahe` stage runs this)."""
+    import time
+
+    from braintumor.data.clahe_stage import derive_clahe
+    from braintumor.params import clahe_params
+
+    with _user_errors():
+        settings = clahe_params(params)
+        start = time.perf_counter()
+        frame = derive_clahe(raw_dir, out_dir, settings.spec())
+    seconds = time.perf_counter() - start
+    out.print(
+        f"wrote {len(frame)} CLAHE images to {out_dir} in {seconds:.1f} s "
+        f"(clip {settings.clip_limit}, tiles {settings.tile_grid}, {settings.image_size}px)"
+    )
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
