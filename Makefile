@@ -15,6 +15,8 @@ BRAINTUMOR_DATA_SOURCE ?=
 CONFIG ?= configs/cpu.yaml
 PYTEST_ARGS ?=
 
+# The venv's commands (braintumor, dvc) first on PATH, also for DVC stage commands.
+export PATH := $(abspath $(BIN)):$(PATH)
 export ZENML_ANALYTICS_OPT_IN ?= false
 export BENTOML_DO_NOT_TRACK ?= true
 export TF_CPP_MIN_LOG_LEVEL ?= 2

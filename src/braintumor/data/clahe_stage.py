@@ -60,7 +60,9 @@ def derive_clahe(raw_dir: Path, out_dir: Path, spec: PreprocessSpec) -> pd.DataF
     try:
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             rows = list(
-                pool.map(lambda r: _derive_one(raw_dir, staging, r, spec), manifest.to_dict("records"))
+                pool.map(
+                    lambda r: _derive_one(raw_dir, staging, r, spec), manifest.to_dict("records")
+                )
             )
         frame = pd.DataFrame(rows, columns=list(COLUMNS))
         write_manifest(frame, staging)

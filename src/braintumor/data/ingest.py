@@ -155,7 +155,9 @@ def ingest_folder(
         rows, bad_rows, taken = [], [], set()
         for (path, folder), info in zip(jobs, results, strict=True):
             inner = path.relative_to(folder.path).as_posix()
-            relative = _unique_target(f"{folder.split}/{folder.label}/{inner}", taken, str(info["sha256"]))
+            relative = _unique_target(
+                f"{folder.split}/{folder.label}/{inner}", taken, str(info["sha256"])
+            )
             taken.add(relative)
             source_path = path.relative_to(_dataset_root(folder)).as_posix()
             if "reason" in info:
@@ -174,7 +176,15 @@ def ingest_folder(
                 )
                 continue
             shutil.copyfile(path, _prepared(staged_raw / relative))
-            rows.append({**info, "path": relative, "split": folder.split, "label": folder.label, "source": source_path})
+            rows.append(
+                {
+                    **info,
+                    "path": relative,
+                    "split": folder.split,
+                    "label": folder.label,
+                    "source": source_path,
+                }
+            )
         if not rows:
             raise ValueError(f"no usable images found under {root}; see the quarantine list")
         manifest = pd.DataFrame(rows, columns=list(COLUMNS))
@@ -242,7 +252,9 @@ def ingest(
     quarantine_dir = Path(quarantine_dir) if quarantine_dir else out_dir.parent / "quarantine"
     cache_dir = Path(cache_dir or Path.home() / ".cache" / "braintumor" / "downloads")
     kwargs = {} if max_extract_bytes is None else {"max_extract_bytes": max_extract_bytes}
-    with LocalSource(source, cache_dir, expected_sha256, progress=download_progress, **kwargs) as root:
+    with LocalSource(
+        source, cache_dir, expected_sha256, progress=download_progress, **kwargs
+    ) as root:
         result = ingest_folder(root, out_dir, quarantine_dir, max_pixels, progress)
         if checksums is not None:
             result.checksum_report = compare_checksums(result, load_checksums(checksums))
