@@ -18,8 +18,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
-STAGE_DEPS = ["src/braintumor/data/clahe_stage.py", "src/braintumor/preprocessing.py",
-              "src/braintumor/imaging.py"]  # fmt: skip
+STAGE_DEPS = [
+    "src/braintumor/data/clahe_stage.py",
+    "src/braintumor/preprocessing.py",
+    "src/braintumor/imaging.py",
+]
 
 
 def _run(repo: Path, *args: str) -> str:

@@ -96,9 +96,15 @@ def test_flat_layout_zip_with_wrapper_and_class_aliases(sample_dir: Path, tmp_pa
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("glioma_tumor", "glioma"), ("No_Tumor", "notumor"), ("notumor", "notumor"),
-     ("pituitary_tumor", "pituitary"), ("meningioma", "meningioma"), ("astrocytoma", None)],
-)  # fmt: skip
+    [
+        ("glioma_tumor", "glioma"),
+        ("No_Tumor", "notumor"),
+        ("notumor", "notumor"),
+        ("pituitary_tumor", "pituitary"),
+        ("meningioma", "meningioma"),
+        ("astrocytoma", None),
+    ],
+)
 def test_class_names_are_normalised(name: str, expected: str | None) -> None:
     assert normalise_class(name) == expected
 

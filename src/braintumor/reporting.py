@@ -130,8 +130,13 @@ def _metrics_html(metrics: dict[str, Any]) -> str:
     )
     per_class = metrics.get("per_class", {})
     class_rows = [{"class": name, **values} for name, values in per_class.items()]
-    columns = [("class", "class"), ("precision", "precision"), ("recall", "recall"),
-               ("f1", "F1"), ("support", "images")]  # fmt: skip
+    columns = [
+        ("class", "class"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("f1", "F1"),
+        ("support", "images"),
+    ]
     return f"<table>{rows}</table>" + (_table(class_rows, columns) if class_rows else "")
 
 
