@@ -244,3 +244,33 @@ def split_constant_columns(
         values = pd.concat([f[name] for f in (frame, *others) if name in f.columns])
         (keep if values.nunique(dropna=True) > 1 else constant).append(name)
     return keep, constant
+
+
+def manifest_feature_table(
+    root: str | os.PathLike[str],
+    frame: pd.DataFrame,
+    *,
+    split: str | None = None,
+    skipped: list[SkippedImage] | None = None,
+    workers: int | None = None,
+) -> pd.DataFrame:
+    """Features of the images a manifest or splits table lists (paths relative to `root`).
+
+    Rows are filtered to `split` (column `split`) when given, and to `status == "kept"` when
+    the table has a `status` column (the leakage-free splits table). The `image` column holds
+    the relative path.
+    """
+    rows = frame
+    if split is not None:
+        if "split" not in rows.columns:
+            raise ValueError("the table has no `split` column to filter on")
+        rows = rows[rows["split"] == split]
+    if "status" in rows.columns:
+        rows = rows[rows["status"] == "kept"]
+    if rows.empty:
+        raise ValueError(f"no images listed for split {split!r}" if split else "no images listed")
+    relative = [str(p) for p in rows["path"]]
+    table = feature_table([Path(root) / p for p in relative], skipped=skipped, workers=workers)
+    prefix = f"{Path(root)}/"
+    table[IMAGE_COLUMN] = table[IMAGE_COLUMN].str.removeprefix(prefix)
+    return table
