@@ -7,12 +7,12 @@ exists, and the report is the `drift_report` artifact (an HTML visualisation in 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from zenml import pipeline
 from zenml.client import Client
 
-from braintumor.constants import ARTIFACT_DRIFT_SUMMARY, MODEL_NAME
+from braintumor.constants import ARTIFACT_DRIFT_REPORT, ARTIFACT_DRIFT_SUMMARY, MODEL_NAME
 from steps.detect_drift import detect_drift
 from steps.load_current_features import load_current_features
 from steps.load_reference_features import load_reference_features
@@ -33,14 +33,20 @@ def monitoring_pipeline(
     detect_drift(reference_features, current_features, policy=policy, model_name=model_name)
 
 
+class MonitoringRun(NamedTuple):
+    summary: dict[str, Any]  # DriftResult.summary(), plus the annotated model version if any
+    html: str  # Evidently's report
+    run_name: str
+
+
 def run_monitoring(
     current: str,
     reference: str | None = None,
     model_name: str = MODEL_NAME,
     policy: dict[str, Any] | None = None,
     since: str | None = None,
-) -> tuple[dict[str, Any], str]:
-    """Run the pipeline on the active stack; return (drift summary, run name).
+) -> MonitoringRun:
+    """Run the pipeline on the active stack; return its drift summary, report and run name.
 
     Raises:
         NoReferenceError: before starting, when no `reference` is given and the model has no
@@ -54,5 +60,9 @@ def run_monitoring(
     if started is None:
         raise RuntimeError("the monitoring pipeline did not start a run (scheduled?)")
     run = Client().get_pipeline_run(started.id)
-    summary = run.steps["detect_drift"].outputs[ARTIFACT_DRIFT_SUMMARY][0].load()
-    return summary, run.name
+    outputs = run.steps["detect_drift"].outputs
+    return MonitoringRun(
+        summary=outputs[ARTIFACT_DRIFT_SUMMARY][0].load(),
+        html=str(outputs[ARTIFACT_DRIFT_REPORT][0].load()),
+        run_name=run.name,
+    )

@@ -14,8 +14,8 @@ from braintumor.monitoring.features import image_features, list_images
 from braintumor.monitoring.monitor import (
     load_features,
     monitor,
+    outcome_markdown,
     source_kind,
-    summary_markdown,
 )
 from braintumor.monitoring.prediction_log import (
     append_prediction_log,
@@ -64,7 +64,7 @@ def test_monitor_folders_writes_the_report_and_a_summary(
     assert outcome.html_path == out and out.stat().st_size > 100_000
     assert len(outcome.reference.skipped) == 4
     assert [s.reason for s in outcome.current.skipped] == ["not_an_image"]
-    text = summary_markdown(outcome)
+    text = outcome_markdown(outcome)
     assert text.startswith("## Drift check: **DRIFT DETECTED**")
     assert "| width | ks |" in text and "broken.png" in text
     assert "25 images from" in text
@@ -98,7 +98,7 @@ def test_a_prediction_log_of_the_same_images_does_not_drift(sample_dir: Path, tm
     assert not outcome.result.drifted
     # The reference has no predictions: only the image features are compared.
     assert "confidence" not in outcome.result.per_column
-    assert "1 malformed log line(s) skipped" in summary_markdown(outcome)
+    assert "1 malformed log line(s) skipped" in outcome_markdown(outcome)
 
 
 def test_unreadable_reference_images_are_reported_not_fatal(sample_dir: Path, tmp_path: Path):

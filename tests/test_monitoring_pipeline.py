@@ -68,7 +68,7 @@ def test_pipeline_with_a_reference_folder_produces_an_html_report(
 
     from pipelines.monitoring import run_monitoring
 
-    summary, run_name = run_monitoring(
+    summary, html_text, run_name = run_monitoring(
         current=str(dark_folder),
         reference=str(sample_dir / "Training"),
         model_name=f"no-such-model-{uuid.uuid4().hex[:8]}",
@@ -80,6 +80,7 @@ def test_pipeline_with_a_reference_folder_produces_an_html_report(
     report = _artifact(run, "detect_drift", ARTIFACT_DRIFT_REPORT)
     html = report.load()
     assert isinstance(html, HTMLString) and "intensity_mean" in html and len(html) > 100_000
+    assert html_text == str(html)
     assert report.visualizations and report.visualizations[0].type.value == "html"
     assert run.steps["load_reference_features"].run_metadata["rows"] == 25
     assert run.steps["detect_drift"].run_metadata["drifted"] is True
@@ -104,7 +105,7 @@ def test_pipeline_uses_and_annotates_the_production_model(sample_dir: Path, tmp_
     assert not reference["image"].str.startswith("/").any()
     version.set_stage("production", force=True)
 
-    summary, run_name = run_monitoring(
+    summary, _, run_name = run_monitoring(
         current=str(sample_dir / "Testing"),
         reference=None,
         model_name=model_name,

@@ -7,10 +7,11 @@ feature table (`.csv` or `.parquet`, e.g. the training pipeline's `reference_fea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -107,30 +108,48 @@ def monitor(
     return MonitorOutcome(result, ref, cur, html_path)
 
 
-def summary_markdown(outcome: MonitorOutcome) -> str:
-    """A short Markdown summary (for a CI job summary or an issue body)."""
-    result = outcome.result
-    verdict = "**DRIFT DETECTED**" if result.drifted else "no drift"
-    lines = [
-        f"## Drift check: {verdict}",
-        "",
-        f"- reference: {outcome.reference.describe()}",
-        f"- current: {outcome.current.describe()}",
-        f"- drifted columns: {len(result.drifted_columns)} of {len(result.per_column)} "
-        f"({result.share_drifted:.0%}; alarm at {result.policy.drift_share:.0%} or any of "
-        f"{', '.join(result.policy.critical_columns) or 'no critical column'})",
-        *(f"- {reason}" for reason in result.reasons),
+def summary_markdown(
+    summary: dict[str, Any],
+    *,
+    reference: str = "",
+    current: str = "",
+    report: str | Path | None = None,
+    skipped: Sequence[SkippedImage] = (),
+) -> str:
+    """A short Markdown summary of `DriftResult.summary()` (CI job summary, issue body)."""
+    policy = summary["policy"]
+    verdict = "**DRIFT DETECTED**" if summary["drifted"] else "no drift"
+    critical = ", ".join(policy["critical_columns"]) or "no critical column"
+    lines = [f"## Drift check: {verdict}", ""]
+    lines += [f"- reference: {reference}"] if reference else []
+    lines += [f"- current: {current}"] if current else []
+    lines += [
+        f"- drifted columns: {len(summary['drifted_columns'])} of {summary['columns_tested']} "
+        f"({summary['share_drifted']:.0%}; alarm at {policy['drift_share']:.0%} or any of "
+        f"{critical})",
+        *(f"- {reason}" for reason in summary["reasons"]),
     ]
-    if outcome.html_path is not None:
-        lines.append(f"- report: `{outcome.html_path}`")
+    if report is not None:
+        lines.append(f"- report: `{report}`")
     lines += ["", "| column | method | score | threshold | drifted |", "|---|---|---|---|---|"]
-    for column in result.per_column.values():
-        mark = "yes" if column.drifted else ""
+    for column in summary["per_column"].values():
+        mark = "yes" if column["drifted"] else ""
         lines.append(
-            f"| {column.column} | {column.method} | {column.score:.4g} | "
-            f"{column.threshold:.4g} | {mark} |"
+            f"| {column['column']} | {column['method']} | {column['score']:.4g} | "
+            f"{column['threshold']:.4g} | {mark} |"
         )
-    if outcome.current.skipped:
+    if skipped:
         lines += ["", "Unreadable current files:"]
-        lines += [f"- `{s.image}`: {s.reason} ({s.detail})" for s in outcome.current.skipped[:20]]
+        lines += [f"- `{s.image}`: {s.reason} ({s.detail})" for s in skipped[:20]]
     return "\n".join(lines) + "\n"
+
+
+def outcome_markdown(outcome: MonitorOutcome) -> str:
+    """`summary_markdown` of a `monitor` outcome, with where the data came from."""
+    return summary_markdown(
+        outcome.result.summary(),
+        reference=outcome.reference.describe(),
+        current=outcome.current.describe(),
+        report=outcome.html_path,
+        skipped=outcome.current.skipped,
+    )
