@@ -1,0 +1,159 @@
+"""Package a trained model: write it into the BentoML model store with its card, and build
+the Bento (service + web page + model) from `bentofile.yaml`.
+
+Used by the pipeline's package step and by `braintumor package`. BentoML is imported inside
+the functions (it is slow to import and not needed by the rest of the library).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from braintumor.constants import MODEL_NAME
+from braintumor.serving.metadata import ModelCard
+from braintumor.serving.predictor import CARD_FILE, MODEL_FILE, ONNX_FILE
+
+BENTOFILE = "bentofile.yaml"
+MODEL_TAG_ENV = "BRAINTUMOR_MODEL_TAG"
+
+
+class PackagingError(RuntimeError):
+    """Packaging failed: a missing file, a model-store problem or a failed `bentoml build`."""
+
+
+def save_to_bentoml(
+    model: Any,
+    card: ModelCard,
+    onnx_path: str | Path | None = None,
+    name: str = MODEL_NAME,
+    labels: dict[str, str] | None = None,
+) -> str:
+    """Save a model and its card as a new version in the BentoML model store.
+
+    Args:
+        model: A `.keras` file path, or a Keras model (saved with `model.save`).
+        card: The model card, stored as the model's metadata and as `card.json`.
+        onnx_path: An ONNX export of the same model; when given, the service uses it.
+        name: Model-store name.
+        labels: Extra labels; `stage`, `backbone` and `model_version` are always set.
+
+    Returns:
+        The new model tag, `name:version`.
+    """
+    import bentoml
+
+    keras_path = Path(model) if isinstance(model, (str, Path)) else None
+    if keras_path is not None and (not keras_path.is_file() or keras_path.suffix != ".keras"):
+        raise PackagingError(f"{keras_path} is not a .keras file")
+    if onnx_path is not None and not Path(onnx_path).is_file():
+        raise PackagingError(f"ONNX file {onnx_path} does not exist")
+    all_labels = {
+        "stage": card.stage,
+        "backbone": card.backbone,
+        "model_version": str(card.model_version),
+        **(labels or {}),
+    }
+    with bentoml.models.create(name, labels=all_labels, metadata=card.to_metadata()) as stored:
+        target = Path(stored.path_of(MODEL_FILE))
+        if keras_path is not None:
+            shutil.copyfile(keras_path, target)
+        else:
+            model.save(target)
+        if onnx_path is not None:
+            shutil.copyfile(onnx_path, stored.path_of(ONNX_FILE))
+        Path(stored.path_of(CARD_FILE)).write_text(json.dumps(card.to_metadata(), indent=2))
+    return str(stored.tag)
+
+
+def load_card(model_tag: str) -> ModelCard:
+    """The card of a model-store entry."""
+    import bentoml
+
+    return ModelCard.from_metadata(bentoml.models.get(model_tag).info.metadata)
+
+
+def find_project_dir(start: str | Path | None = None) -> Path:
+    """The folder holding `bentofile.yaml`: `start` (default: the working directory) or one
+    of its parents, else the repository this library was installed from."""
+    candidates = [Path(start or Path.cwd()).resolve()]
+    candidates += list(candidates[0].parents)
+    candidates.append(Path(__file__).resolve().parents[3])
+    for folder in candidates:
+        if (folder / BENTOFILE).is_file():
+            return folder
+    raise PackagingError(
+        f"no {BENTOFILE} found from {candidates[0]} upwards: run from the project folder "
+        "or pass project_dir"
+    )
+
+
+def build_bento(
+    model_tag: str,
+    project_dir: str | Path | None = None,
+    version: str | None = None,
+    labels: dict[str, str] | None = None,
+    timeout_s: float = 600,
+) -> str:
+    """Build the Bento of `bentofile.yaml` for one model with `bentoml build`.
+
+    The build runs in a fresh process so the service module is imported with
+    `BRAINTUMOR_MODEL_TAG` pointing at the model to package (its class-level `BentoModel`
+    is resolved at import time). The model store is the one of `BENTOML_HOME`.
+
+    Returns:
+        The Bento tag, `brain_tumor_classifier:version`.
+    """
+    import bentoml
+
+    folder = find_project_dir(project_dir)
+    resolved = str(bentoml.models.get(model_tag).tag)  # fails early, with BentoML's message
+    command = [sys.executable, "-m", "bentoml", "build", str(folder), "--output", "tag"]
+    if version:
+        command += ["--version", version]
+    for key, value in (labels or {}).items():
+        command += ["--label", f"{key}={value}"]
+    env = {**os.environ, MODEL_TAG_ENV: resolved, "BENTOML_DO_NOT_TRACK": "true"}
+    try:
+        result = subprocess.run(
+            command, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired:
+        raise PackagingError(f"bentoml build did not finish within {timeout_s:.0f} s") from None
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+        raise PackagingError(f"bentoml build failed (exit {result.returncode}):\n{tail}")
+    for line in reversed(result.stdout.splitlines()):
+        if line.startswith("__tag__:"):
+            return line.removeprefix("__tag__:").strip()
+    raise PackagingError(f"bentoml build printed no tag:\n{result.stdout[-2000:]}")
+
+
+def package_model(
+    model: Any,
+    card: ModelCard,
+    onnx_path: str | Path | None = None,
+    build: bool = True,
+    project_dir: str | Path | None = None,
+) -> tuple[str, str | None]:
+    """Save to the model store and (by default) build the Bento: `(model_tag, bento_tag)`.
+
+    This is what the pipeline's package step and `braintumor package` call.
+    """
+    model_tag = save_to_bentoml(model, card, onnx_path=onnx_path)
+    if not build:
+        return model_tag, None
+    labels = {"model_version": str(card.model_version), "stage": card.stage}
+    return model_tag, build_bento(model_tag, project_dir=project_dir, labels=labels)
+
+
+def export_bento_dir(bento_tag: str) -> Path:
+    """Folder of a built Bento in the store (bento.yaml, src/, models/, env/docker/)."""
+    import bentoml
+
+    return Path(bentoml.get(bento_tag).path)
