@@ -247,7 +247,11 @@ class BodySizeLimitMiddleware:
                 return
             await send(message)
 
-        await self.app(scope, counted_receive, guarded_send)
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not overflow:  # the app's own failure, not the disconnect we simulated
+                raise
         if overflow and not replied:
             await self._refuse(send, "the request body is too long")
 
