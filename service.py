@@ -42,7 +42,8 @@ from braintumor.serving.uploads import (  # noqa: E402
 )
 from braintumor.serving.web import make_web_app  # noqa: E402
 
-CONFIG = ServingConfig.from_env()
+# A built Bento pins its model through the `model_tag` Bento argument (see build_bento).
+CONFIG = ServingConfig.from_env(arguments=vars(bentoml.use_arguments()))
 
 PREDICTIONS = bentoml.metrics.Counter(
     name="braintumor_predictions",

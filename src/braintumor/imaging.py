@@ -71,6 +71,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
             TOO_LARGE, f"{width}x{height} = {width * height:,} pixels exceeds {max_pixels:,}"
         )
     mode, fmt = image.mode, image.format or "unknown"
+    if fmt == "JPEG" and mode in ("RGB", "YCbCr"):
+        # Let libjpeg output the luma plane directly: the same gray values as decoding RGB
+        # and converting (checked on the dataset), at about half the cost.
+        image.draft("L", image.size)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -97,7 +101,8 @@ def to_grayscale_uint8(image: Image.Image | np.ndarray) -> np.ndarray:
             background = Image.new("RGBA", image.size, (0, 0, 0, 255))
             image = Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
         if image.mode in ("RGB", "CMYK", "YCbCr", "HSV", "LAB"):
-            image = image.convert("RGB")
+            # Pillow's C conversion: ITU-R 601 luma, rounded (as the array path below).
+            return np.asarray(image.convert("RGB").convert("L"))
         array = np.asarray(image)
     else:
         array = np.asarray(image)

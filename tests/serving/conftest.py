@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,52 +16,13 @@ _HOME = Path(tempfile.mkdtemp(prefix="braintumor-bentoml-"))
 os.environ["BENTOML_HOME"] = str(_HOME)
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 
-TINY_SIZE = 64
-
-
-@dataclass(frozen=True)
-class Packaged:
-    """A model packaged for serving, with what the tests compare against."""
-
-    tag: str
-    model_dir: Path
-    keras_model: object
-    card: object
-
-
-def sample_images(sample_dir: Path) -> list[tuple[Path, str]]:
-    """(path, canonical class) of the real sample images, planted bad files left out."""
-    from braintumor.constants import CLASS_ALIASES
-
-    found = []
-    for path in sorted(sample_dir.glob("*/*/*")):
-        if path.name.startswith("planted_") or path.suffix.lower() not in {".jpg", ".png"}:
-            continue
-        found.append((path, CLASS_ALIASES[path.parent.name.lower()]))
-    return found
-
-
-def tiny_spec():
-    from braintumor.preprocessing import PreprocessSpec
-
-    return PreprocessSpec(image_size=TINY_SIZE, channels=1)
-
-
-def build_tiny_model(n_classes: int = 4):
-    """A few conv layers on 64x64x1 with a softmax head: small, real, serialisable."""
-    import keras
-
-    keras.utils.set_random_seed(7)
-    inputs = keras.Input((TINY_SIZE, TINY_SIZE, 1))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(8, 3, activation="relu")(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(16, 3, activation="relu")(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(16, 3, activation="relu", name="last_conv")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name="tiny_cnn")
+from tests.serving.helpers import (  # noqa: E402
+    Packaged,
+    build_tiny_model,
+    export_onnx,
+    sample_images,
+    tiny_spec,
+)
 
 
 @pytest.fixture(scope="session")
@@ -111,12 +71,6 @@ def tiny_card():
         data_hash="0123456789abcdef",
         git_commit="deadbeef",
     )
-
-
-def export_onnx(model, path: Path) -> Path:
-    """ONNX export of a Keras model (Keras' own exporter, tf2onnx underneath)."""
-    model.export(str(path), format="onnx", verbose=False)
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,43 @@ def slice_gray(sample_dir) -> np.ndarray:
     return decode_image(path.read_bytes()).pixels
 
 
+def reference_luma(data: bytes) -> np.ndarray:
+    """The definition decode_image's fast paths must keep: decode to RGB, ITU-R 601 luma in
+    floating point, rounded."""
+    rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float64)
+    luma = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    return np.clip(np.rint(luma), 0, 255).astype(np.uint8)
+
+
+def test_fast_jpeg_luma_equals_the_reference_on_the_sample(sample_dir):
+    paths = [p for p in sample_dir.glob("*/*/*.jpg") if not p.name.startswith("planted_")]
+    assert len(paths) >= 30
+    for path in paths:
+        data = path.read_bytes()
+        np.testing.assert_array_equal(decode_image(data).pixels, reference_luma(data))
+
+
+def test_colour_images_stay_within_one_grey_level_of_the_reference():
+    rng = np.random.default_rng(3)
+    colour = rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
+    for fmt in ("PNG", "JPEG"):
+        data = encode(Image.fromarray(colour), fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+        diff = decode_image(data).pixels.astype(int) - reference_luma(data).astype(int)
+        assert np.abs(diff).max() <= 1 if fmt == "PNG" else np.abs(diff).mean() < 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.full_data
+def test_fast_jpeg_luma_equals_the_reference_on_the_full_dataset(full_dataset_dir):
+    paths = sorted(full_dataset_dir.glob("*/*/*.jpg"))
+    assert len(paths) > 3000
+    worst = max(
+        int(np.abs(decode_image(d).pixels.astype(int) - reference_luma(d).astype(int)).max())
+        for d in (path.read_bytes() for path in paths)
+    )
+    assert worst == 0
+
+
 def test_rgb_file_and_its_grayscale_copy_decode_to_equal_pixels(slice_gray):
     rgb = Image.fromarray(np.dstack([slice_gray] * 3))
     as_rgb = decode_image(encode(rgb, "PNG")).pixels

@@ -2,7 +2,7 @@
 
 | variable | default | meaning |
 |---|---|---|
-| BRAINTUMOR_MODEL_TAG | brain-tumor-classifier:latest | model-store tag to package and serve |
+| BRAINTUMOR_MODEL_TAG | brain-tumor-classifier:latest | model to serve (a Bento pins its own) |
 | BRAINTUMOR_REVIEW_THRESHOLD | the card's, else 0.6 | `needs_review` when top probability < this |
 | BRAINTUMOR_BACKEND | auto | auto (ONNX when packaged), onnx or keras |
 | BRAINTUMOR_ONNX_THREADS | 1 | ONNX Runtime intra-op threads per worker |
@@ -11,12 +11,17 @@
 | BRAINTUMOR_MAX_BATCH_SIZE | 32 | adaptive batching: most images per model call |
 | BRAINTUMOR_MAX_LATENCY_MS | 1000 | adaptive batching: latency budget of a batch |
 | BRAINTUMOR_MAX_UPLOAD_BYTES / _MAX_PIXELS / _MAX_REQUEST_BYTES | see `UploadLimits` | limits |
+
+A Bento built by `build_bento` carries the exact model tag as a Bento argument (`bentoml build
+--arg model_tag=...`), restored whenever that Bento is served: it always serves the model it
+was built with, whatever "latest" is in the local model store.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -28,6 +33,7 @@ from braintumor.serving.uploads import UploadLimits
 DEFAULT_MODEL_TAG = f"{MODEL_NAME}:latest"
 DEFAULT_REVIEW_THRESHOLD = 0.6
 ENV_PREFIX = "BRAINTUMOR_"
+MODEL_TAG_ARGUMENT = "model_tag"
 
 
 class ServingConfig(BaseModel):
@@ -51,13 +57,21 @@ class ServingConfig(BaseModel):
         return value
 
     @classmethod
-    def from_env(cls, environ: MutableMapping[str, str] | None = None) -> ServingConfig:
+    def from_env(
+        cls,
+        environ: MutableMapping[str, str] | None = None,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> ServingConfig:
+        """Read BRAINTUMOR_* variables; a `model_tag` Bento argument wins over the variable."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {"limits": UploadLimits.from_env(env)}
         for field in cls.model_fields:
             raw = env.get(ENV_PREFIX + field.upper(), "").strip()
             if raw and field != "limits":
                 values[field] = raw
+        pinned = (arguments or {}).get(MODEL_TAG_ARGUMENT)
+        if pinned:
+            values["model_tag"] = str(pinned)
         return cls.model_validate(values)
 
     def threshold_for(self, card: ModelCard) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from braintumor.constants import MODEL_NAME
+from braintumor.serving.config import MODEL_TAG_ARGUMENT
 from braintumor.serving.metadata import ModelCard
 from braintumor.serving.predictor import CARD_FILE, MODEL_FILE, ONNX_FILE
 
@@ -102,23 +103,30 @@ def build_bento(
 ) -> str:
     """Build the Bento of `bentofile.yaml` for one model with `bentoml build`.
 
-    The build runs in a fresh process so the service module is imported with
-    `BRAINTUMOR_MODEL_TAG` pointing at the model to package (its class-level `BentoModel`
-    is resolved at import time). The model store is the one of `BENTOML_HOME`.
+    The model tag is resolved to its exact version and passed as the Bento argument
+    `model_tag`: the service's class-level `BentoModel` packages that version, and the Bento
+    serves it whatever "latest" is later. The build runs in a fresh process (a clean import of
+    the service) against the model store of `BENTOML_HOME`.
 
     Returns:
         The Bento tag, `brain_tumor_classifier:version`.
     """
     import bentoml
+    from bentoml.exceptions import NotFound
 
     folder = find_project_dir(project_dir)
-    resolved = str(bentoml.models.get(model_tag).tag)  # fails early, with BentoML's message
+    try:
+        resolved = str(bentoml.models.get(model_tag).tag)
+    except NotFound:
+        raise PackagingError(f"model {model_tag} is not in the BentoML model store") from None
     command = [sys.executable, "-m", "bentoml", "build", str(folder), "--output", "tag"]
+    command += ["--arg", f"{MODEL_TAG_ARGUMENT}={resolved}"]
     if version:
         command += ["--version", version]
     for key, value in (labels or {}).items():
         command += ["--label", f"{key}={value}"]
-    env = {**os.environ, MODEL_TAG_ENV: resolved, "BENTOML_DO_NOT_TRACK": "true"}
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true"}
+    env.pop(MODEL_TAG_ENV, None)  # the argument decides
     try:
         result = subprocess.run(
             command, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout_s
