@@ -34,6 +34,7 @@ from braintumor.serving.schemas import (  # noqa: E402
     Prediction,
     make_prediction,
 )
+from braintumor.serving.telemetry import count_prediction, count_rejection  # noqa: E402
 from braintumor.serving.uploads import (  # noqa: E402
     BodySizeLimitMiddleware,
     UploadRejected,
@@ -44,17 +45,6 @@ from braintumor.serving.web import make_web_app  # noqa: E402
 
 # A built Bento pins its model through the `model_tag` Bento argument (see build_bento).
 CONFIG = ServingConfig.from_env(arguments=vars(bentoml.use_arguments()))
-
-PREDICTIONS = bentoml.metrics.Counter(
-    name="braintumor_predictions",
-    documentation="Images classified, by predicted label and review flag",
-    labelnames=["label", "needs_review"],
-)
-REJECTED = bentoml.metrics.Counter(
-    name="braintumor_rejected_uploads",
-    documentation="Uploads refused before prediction, by reason",
-    labelnames=["reason"],
-)
 
 
 def _current_metadata() -> dict:
@@ -97,7 +87,7 @@ class BatchInput(bentoml.IODescriptor):
 
 
 def _rejection(exc: UploadRejected) -> JSONResponse:
-    REJECTED.labels(reason=exc.reason).inc()
+    count_rejection(exc.reason)
     return JSONResponse(exc.to_body(), status_code=exc.status)
 
 
@@ -148,9 +138,7 @@ class BrainTumorClassifier:
         prediction = make_prediction(
             probs, self.card.class_names, self.threshold, self.card.model_version, self.model_tag
         )
-        PREDICTIONS.labels(
-            label=prediction.label, needs_review=str(prediction.needs_review).lower()
-        ).inc()
+        count_prediction(prediction.label, prediction.needs_review)
         return prediction
 
     @bentoml.api(route="/predict", input_spec=ImageInput)
@@ -179,7 +167,7 @@ class BrainTumorClassifier:
                 tensors.append(self._tensor(image))
                 positions.append(position)
             except UploadRejected as exc:
-                REJECTED.labels(reason=exc.reason).inc()
+                count_rejection(exc.reason)
                 items[position] = BatchItem(ok=False, error=ErrorBody(**exc.to_body()))
         if tensors:
             probs = self.predictor.predict(np.stack(tensors))

@@ -57,3 +57,33 @@ def export_onnx(model, path: Path) -> Path:
     """ONNX export of a Keras model (Keras' own exporter, tf2onnx underneath)."""
     model.export(str(path), format="onnx", verbose=False)
     return path
+
+
+def load_service(env: dict[str, str]):
+    """Import `service.py` afresh with `env` applied (its configuration is read on import).
+
+    Returns the module; `module.BrainTumorClassifier.to_asgi()` is the in-process app.
+    """
+    import importlib
+    import os
+    import sys
+
+    for key in [k for k in os.environ if k.startswith("BRAINTUMOR_")]:
+        del os.environ[key]
+    os.environ.update(env)
+    sys.modules.pop("service", None)
+    return importlib.import_module("service")
+
+
+def multipart_body(field: str, files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body (what browsers and `curl -F` send), built by hand."""
+    boundary = "braintumor-test-boundary"
+    parts = []
+    for name, data in files:
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+            f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        )
+        parts.append(head.encode() + data + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
