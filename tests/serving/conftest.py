@@ -100,3 +100,37 @@ def packaged_keras_only(bentoml_home, tiny_model, tiny_card, tmp_path_factory) -
     tiny_model.save(path)
     tag = save_to_bentoml(path, tiny_card)
     return Packaged(tag, Path(bentoml.models.get(tag).path), tiny_model, tiny_card)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def built_bento(packaged) -> str:
+    """`bentoml build` of this repository's bentofile.yaml for the packaged tiny model."""
+    from braintumor.serving.store import build_bento
+
+    return build_bento(packaged.tag, project_dir=REPO_ROOT, labels={"purpose": "test"})
+
+
+@pytest.fixture(scope="session")
+def served_bento(built_bento, tiny_model, tiny_card, tmp_path_factory):
+    """`bentoml serve <bento tag>` on a loopback port, one worker; yields the base URL.
+
+    A decoy version is saved after the build, so "latest" in the model store is another
+    model: the Bento must still serve the one it was built with.
+    """
+    from braintumor.serving.store import save_to_bentoml
+    from tests.serving.helpers import free_port, start_server, stop_server
+
+    save_to_bentoml(tiny_model, tiny_card.model_copy(update={"model_version": "decoy"}))
+
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRAINTUMOR_")}
+    env.update({"BRAINTUMOR_WORKERS": "1", "BRAINTUMOR_MAX_UPLOAD_BYTES": "300000"})
+    port = free_port()
+    process = start_server(built_bento, port, env, log)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_server(process)

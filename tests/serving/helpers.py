@@ -75,15 +75,54 @@ def load_service(env: dict[str, str]):
     return importlib.import_module("service")
 
 
-def multipart_body(field: str, files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
-    """A multipart/form-data body (what browsers and `curl -F` send), built by hand."""
-    boundary = "braintumor-test-boundary"
-    parts = []
-    for name, data in files:
-        head = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
-            f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(bento_tag: str, port: int, env: dict[str, str], log: Path, timeout_s: float = 120):
+    """Start `bentoml serve` in its own process group and wait until /readyz answers 200."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    command = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", "127.0.0.1"]
+    command += ["--port", str(port)]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-        parts.append(head.encode() + data + b"\r\n")
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"bentoml serve exited with {process.returncode}:\n{log.read_text()}"
+            )
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    stop_server(process)
+    raise RuntimeError(f"bentoml serve not ready after {timeout_s} s:\n{log.read_text()[-3000:]}")
+
+
+def stop_server(process) -> None:
+    """Stop the server's whole process group (its workers too), by the group we started."""
+    import os
+    import signal
+    import subprocess
+
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)

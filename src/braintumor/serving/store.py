@@ -101,7 +101,8 @@ def build_bento(
     labels: dict[str, str] | None = None,
     timeout_s: float = 600,
 ) -> str:
-    """Build the Bento of `bentofile.yaml` for one model with `bentoml build`.
+    """Build the Bento of `bentofile.yaml` for one model with `bentoml build`, labelled with
+    the model's version, stage and backbone (plus `labels`).
 
     The model tag is resolved to its exact version and passed as the Bento argument
     `model_tag`: the service's class-level `BentoModel` packages that version, and the Bento
@@ -116,14 +117,21 @@ def build_bento(
 
     folder = find_project_dir(project_dir)
     try:
-        resolved = str(bentoml.models.get(model_tag).tag)
+        stored = bentoml.models.get(model_tag)
     except NotFound:
         raise PackagingError(f"model {model_tag} is not in the BentoML model store") from None
+    card = ModelCard.from_metadata(stored.info.metadata)
+    all_labels = {
+        "model_version": str(card.model_version),
+        "stage": card.stage,
+        "backbone": card.backbone,
+        **(labels or {}),
+    }
     command = [sys.executable, "-m", "bentoml", "build", str(folder), "--output", "tag"]
-    command += ["--arg", f"{MODEL_TAG_ARGUMENT}={resolved}"]
+    command += ["--arg", f"{MODEL_TAG_ARGUMENT}={stored.tag}"]
     if version:
         command += ["--version", version]
-    for key, value in (labels or {}).items():
+    for key, value in all_labels.items():
         command += ["--label", f"{key}={value}"]
     env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true"}
     env.pop(MODEL_TAG_ENV, None)  # the argument decides
@@ -156,8 +164,7 @@ def package_model(
     model_tag = save_to_bentoml(model, card, onnx_path=onnx_path)
     if not build:
         return model_tag, None
-    labels = {"model_version": str(card.model_version), "stage": card.stage}
-    return model_tag, build_bento(model_tag, project_dir=project_dir, labels=labels)
+    return model_tag, build_bento(model_tag, project_dir=project_dir)
 
 
 def export_bento_dir(bento_tag: str) -> Path:
