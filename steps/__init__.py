@@ -1,0 +1,1 @@
+"""ZenML steps and materializers: thin wrappers around the braintumor library."""
