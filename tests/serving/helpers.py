@@ -37,26 +37,26 @@ def tiny_spec():
 
 
 def build_tiny_model(n_classes: int = 4):
-    """A few conv layers on 64x64x1 with a softmax head: small, real, serialisable."""
+    """The real from-scratch backbone (`custom_cnn`), narrow and on 64x64x1: small and fast,
+    with the custom normalisation layer serving must be able to load."""
     import keras
 
+    from braintumor.models.backbones import CnnSpec, build_classifier
+
     keras.utils.set_random_seed(7)
-    inputs = keras.Input((TINY_SIZE, TINY_SIZE, 1))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(8, 3, activation="relu")(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(16, 3, activation="relu")(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(16, 3, activation="relu", name="last_conv")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name="tiny_cnn")
+    return build_classifier(
+        "custom_cnn",
+        input_shape=(TINY_SIZE, TINY_SIZE, 1),
+        num_classes=n_classes,
+        cnn=CnnSpec(filters=(8, 16, 32)),
+    )
 
 
 def export_onnx(model, path: Path) -> Path:
-    """ONNX export of a Keras model (Keras' own exporter, tf2onnx underneath)."""
-    model.export(str(path), format="onnx", verbose=False)
-    return path
+    """ONNX export with the training code's exporter."""
+    from braintumor.models.export import to_onnx
+
+    return to_onnx(model, path)
 
 
 def load_service(env: dict[str, str]):

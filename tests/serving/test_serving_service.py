@@ -201,3 +201,29 @@ def test_a_bento_argument_pins_the_model_over_the_environment(packaged, packaged
         assert module.CONFIG.model_tag == packaged.tag
     finally:
         set_arguments({})
+
+
+def test_explain_returns_the_prediction_with_a_gradcam_overlay(client, packaged, sample_arrays):
+    import base64
+
+    _, _, paths = sample_arrays
+    path = paths[0]
+    response = client.post("/explain", files={"image": (path.name, path.read_bytes())})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    single = client.post("/predict", files={"image": (path.name, path.read_bytes())}).json()
+    assert {k: body[k] for k in single} == single
+    assert body["explained_class"] == body["label"]
+    overlay = Image.open(io.BytesIO(base64.b64decode(body["overlay_png"])))
+    shown = Image.open(io.BytesIO(base64.b64decode(body["input_png"])))
+    assert overlay.format == shown.format == "PNG"
+    assert overlay.size == shown.size == (64, 64)
+    assert overlay.mode == "RGB" and shown.mode == "L"
+    expected_input = load_and_preprocess(path, tiny_spec())[..., 0].astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(shown), expected_input)
+    assert np.asarray(overlay).std() > 0  # a real picture, not a blank
+
+
+def test_explain_refuses_bad_input_like_predict(client):
+    response = client.post("/explain", files={"image": ("x.jpg", b"not an image")})
+    assert response.status_code == 415 and response.json()["error"] == "not_an_image"

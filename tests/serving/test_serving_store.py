@@ -27,6 +27,7 @@ def test_saved_model_holds_model_onnx_card_and_labels(packaged, tiny_card):
         "stage": "production",
         "backbone": "tiny_cnn",
         "model_version": "7",
+        "onnx": "true",
     }
     assert load_card(packaged.tag) == tiny_card
     assert json.loads((packaged.model_dir / CARD_FILE).read_text()) == tiny_card.to_metadata()
@@ -68,3 +69,57 @@ def test_project_dir_is_found_from_a_subfolder(tmp_path):
     assert find_project_dir(tmp_path / "a" / "b") == tmp_path
     repo = Path(__file__).resolve().parents[2]
     assert find_project_dir(repo / "tests") == repo
+
+
+def test_package_model_exports_and_verifies_onnx(
+    bentoml_home, tiny_model, tiny_card, sample_arrays
+):
+    import bentoml
+
+    x, _, _ = sample_arrays
+    tag, bento = package_model(tiny_model, tiny_card, parity_inputs=x[:4], build=False)
+    assert bento is None
+    folder = Path(bentoml.models.get(tag).path)
+    assert (folder / ONNX_FILE).is_file()
+    assert bentoml.models.get(tag).info.labels["onnx"] == "true"
+    assert Predictor(folder).backend == "onnx"
+
+
+def test_package_model_without_onnx(bentoml_home, tiny_model, tiny_card):
+    import bentoml
+
+    tag, _ = package_model(tiny_model, tiny_card, onnx=False, build=False)
+    assert not (Path(bentoml.models.get(tag).path) / ONNX_FILE).exists()
+    assert bentoml.models.get(tag).info.labels["onnx"] == "false"
+
+
+def test_failed_onnx_export_falls_back_to_keras_with_a_warning(
+    bentoml_home, tiny_model, tiny_card, monkeypatch, caplog
+):
+    import bentoml
+
+    from braintumor.models import export
+
+    def broken(model, path, **_):
+        raise export.ExportError("tf2onnx cannot convert this model")
+
+    monkeypatch.setattr(export, "to_onnx", broken)
+    with caplog.at_level("WARNING"):
+        tag, _ = package_model(tiny_model, tiny_card, build=False)
+    assert "serving without ONNX" in caplog.text and "cannot convert" in caplog.text
+    assert Predictor(Path(bentoml.models.get(tag).path)).backend == "keras"
+
+
+def test_onnx_that_disagrees_with_keras_is_not_shipped(
+    bentoml_home, tiny_model, tiny_card, tmp_path, monkeypatch
+):
+    import bentoml
+
+    from braintumor.models import export
+    from tests.serving.helpers import build_tiny_model
+
+    other = build_tiny_model()  # different random weights: different outputs
+    real_to_onnx = export.to_onnx
+    monkeypatch.setattr(export, "to_onnx", lambda model, path, **kw: real_to_onnx(other, path))
+    tag, _ = package_model(tiny_model, tiny_card, build=False)
+    assert not (Path(bentoml.models.get(tag).path) / ONNX_FILE).exists()

@@ -8,7 +8,6 @@ is loaded lazily in both cases for Grad-CAM, which needs gradients.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 from collections.abc import Sequence
@@ -86,8 +85,8 @@ def load_keras_model(path: str | Path) -> Any:
     """Load a `.keras` file safely (no Lambda layers, no pickled code)."""
     import keras
 
-    with contextlib.suppress(ModuleNotFoundError):  # custom layers register on import
-        import braintumor.models.layers  # noqa: F401
+    import braintumor.models.layers  # noqa: F401  (registers the custom layers)
+
     return keras.saving.load_model(str(path), compile=False, safe_mode=True)
 
 

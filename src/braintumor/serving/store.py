@@ -8,12 +8,16 @@ the functions (it is slow to import and not needed by the rest of the library).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from braintumor.constants import MODEL_NAME
 from braintumor.serving.config import MODEL_TAG_ARGUMENT
@@ -22,6 +26,8 @@ from braintumor.serving.predictor import CARD_FILE, MODEL_FILE, ONNX_FILE
 
 BENTOFILE = "bentofile.yaml"
 MODEL_TAG_ENV = "BRAINTUMOR_MODEL_TAG"
+
+logger = logging.getLogger(__name__)
 
 
 class PackagingError(RuntimeError):
@@ -58,6 +64,7 @@ def save_to_bentoml(
         "stage": card.stage,
         "backbone": card.backbone,
         "model_version": str(card.model_version),
+        "onnx": "true" if onnx_path is not None else "false",
         **(labels or {}),
     }
     with bentoml.models.create(name, labels=all_labels, metadata=card.to_metadata()) as stored:
@@ -150,18 +157,66 @@ def build_bento(
     raise PackagingError(f"bentoml build printed no tag:\n{result.stdout[-2000:]}")
 
 
+def export_verified_onnx(
+    model: Any,
+    card: ModelCard,
+    folder: str | Path,
+    parity_inputs: np.ndarray | None = None,
+    atol: float = 1e-4,
+) -> Path | None:
+    """Export `model` (a Keras model or `.keras` path) to ONNX and check it against Keras.
+
+    Parity is checked on `parity_inputs` (real preprocessed images are best) plus seeded
+    random images of the card's input shape. Returns the file, or None (with a warning
+    logged) when export is impossible or the outputs differ by more than `atol`: the
+    service then serves the Keras model, slower but the same answers.
+    """
+    from braintumor.models.export import ExportError, check_onnx_parity, to_onnx
+    from braintumor.serving.predictor import load_keras_model
+
+    keras_model = load_keras_model(model) if isinstance(model, (str, Path)) else model
+    rng = np.random.default_rng(0)
+    inputs = rng.uniform(0, 255, size=(8, *card.input_shape)).astype(np.float32)
+    if parity_inputs is not None:
+        inputs = np.concatenate([np.asarray(parity_inputs, np.float32), inputs])
+    path = Path(folder) / ONNX_FILE
+    try:
+        to_onnx(keras_model, path)
+        worst = check_onnx_parity(keras_model, path, inputs, atol=atol)
+    except (ExportError, ImportError) as exc:
+        logger.warning("serving without ONNX (Keras backend): %s", exc)
+        return None
+    logger.info("ONNX export matches Keras within %.1e on %d images", worst, len(inputs))
+    return path
+
+
 def package_model(
     model: Any,
     card: ModelCard,
-    onnx_path: str | Path | None = None,
+    onnx: bool | str | Path = True,
+    parity_inputs: np.ndarray | None = None,
     build: bool = True,
     project_dir: str | Path | None = None,
 ) -> tuple[str, str | None]:
     """Save to the model store and (by default) build the Bento: `(model_tag, bento_tag)`.
 
     This is what the pipeline's package step and `braintumor package` call.
+
+    Args:
+        model: A `.keras` file or a Keras model.
+        card: Its model card.
+        onnx: True exports and verifies an ONNX copy (the fast serving path); a path ships
+            an existing export; False ships Keras only.
+        parity_inputs: Preprocessed images (N, H, W, C) for the ONNX parity check.
+        build: Also build the Bento.
+        project_dir: Folder of bentofile.yaml (default: found from the working directory).
     """
-    model_tag = save_to_bentoml(model, card, onnx_path=onnx_path)
+    with tempfile.TemporaryDirectory(prefix="braintumor-onnx-") as scratch:
+        if onnx is True:
+            onnx_path = export_verified_onnx(model, card, scratch, parity_inputs)
+        else:
+            onnx_path = Path(onnx) if onnx else None
+        model_tag = save_to_bentoml(model, card, onnx_path=onnx_path)
     if not build:
         return model_tag, None
     return model_tag, build_bento(model_tag, project_dir=project_dir)
