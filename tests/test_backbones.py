@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from braintumor.evaluation.gradcam import gradcam
 from braintumor.models.backbones import (
     BACKBONES,
     BackboneError,
@@ -26,10 +27,15 @@ def tiny_size(name: str) -> int:
     return 75 if name == "inceptionv3" else 32
 
 
+def gradcam_size(name: str) -> int:
+    """Small, yet large enough for a last feature map of at least 2x2."""
+    return 107 if name == "inceptionv3" else 64
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BACKBONES))
-def test_every_backbone_builds_trains_one_step_and_predicts(name: str) -> None:
-    size = tiny_size(name)
+def test_every_backbone_builds_trains_one_step_predicts_and_explains(name: str) -> None:
+    size = gradcam_size(name)
     model = build_classifier(name, input_shape=(size, size, 1), weights=None)
     assert model.input_shape == (None, size, size, 1)
     assert model.output_shape == (None, 4)
@@ -45,6 +51,15 @@ def test_every_backbone_builds_trains_one_step_and_predicts(name: str) -> None:
     probs = keras.ops.convert_to_numpy(model(x, training=False))
     assert probs.shape == (4, 4)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+    # Grad-CAM finds the last feature map inside the nested base and explains the prediction.
+    cam = gradcam(model, x[0])
+    assert cam.layer.startswith(base_model(model).name + "/")
+    assert cam.heatmap.shape == (size, size)
+    assert np.isfinite(cam.heatmap).all() and cam.heatmap.min() >= 0 and cam.heatmap.max() <= 1
+    assert cam.overlay.shape == (size, size, 3) and cam.overlay.dtype == np.uint8
+    assert cam.class_index == int(np.argmax(probs[0]))
+    assert cam.probability == pytest.approx(float(probs[0].max()), abs=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
@@ -192,7 +207,7 @@ def test_freeze_and_unfreeze_top_layers_keeps_batch_norm_frozen() -> None:
 
 
 def test_saved_model_reloads_in_safe_mode_with_identical_predictions(tmp_path: Path) -> None:
-    model = build_classifier("densenet121", input_shape=(32, 32, 1))
+    model = build_classifier("mobilenetv2", input_shape=(32, 32, 1))
     path = tmp_path / "model.keras"
     model.save(path)
     again = keras.saving.load_model(path, safe_mode=True)
