@@ -1,1 +1,1 @@
-"""ZenML pipelines: wiring only (steps do the work, the library holds the logic)."""
+"""ZenML pipelines: wiring only. `training.py` is the main one."""

@@ -10,7 +10,7 @@ from zenml import log_metadata, step
 
 from braintumor.constants import ARTIFACT_REFERENCE_FEATURES, TRAIN
 from braintumor.monitoring.features import SkippedImage, manifest_feature_table
-from steps.image_folder import ImageFolder
+from steps.materializers import ImageFolder
 
 
 @step

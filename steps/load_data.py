@@ -12,7 +12,7 @@ from zenml import log_metadata, step
 from braintumor.constants import ARTIFACT_MANIFEST, MANIFEST_FILE
 from braintumor.data.ingest import ingest
 from braintumor.data.manifest import read_manifest
-from steps.image_folder import ImageFolder, ImageFolderMaterializer
+from steps.materializers import ImageFolder, ImageFolderMaterializer
 
 
 @step(output_materializers={"raw_images": ImageFolderMaterializer})

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from zenml.client import Client
-from zenml.enums import ModelStages
 from zenml.models import ArtifactVersionResponse, ModelVersionResponse
 
 from braintumor.constants import ARTIFACT_REFERENCE_FEATURES
+from steps.registry import model_version_in_stage
 
 
 class NoReferenceError(ValueError):
@@ -15,10 +14,7 @@ class NoReferenceError(ValueError):
 
 def production_model_version(model_name: str) -> ModelVersionResponse | None:
     """The model version of `model_name` in production, or None (no model, or none promoted)."""
-    try:
-        return Client().get_model_version(model_name, ModelStages.PRODUCTION)
-    except KeyError:
-        return None
+    return model_version_in_stage("production", model_name)
 
 
 def production_reference(model_name: str) -> tuple[ArtifactVersionResponse, str]:

@@ -22,7 +22,7 @@ from braintumor.data.manifest import read_manifest
 from braintumor.imaging import decode_image
 from braintumor.monitoring.features import list_images
 from steps.compute_reference_features import compute_reference_features
-from steps.image_folder import ImageFolder, ImageFolderMaterializer
+from steps.materializers import ImageFolder, ImageFolderMaterializer
 
 pytestmark = pytest.mark.slow
 

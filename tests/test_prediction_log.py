@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -13,6 +16,7 @@ import pytest
 from braintumor.monitoring.features import IMAGE_FEATURES, image_features
 from braintumor.monitoring.prediction_log import (
     PredictionLogError,
+    PredictionLogger,
     append_prediction_log,
     daily_log_path,
     prediction_record,
@@ -139,3 +143,39 @@ def test_bad_records_are_refused(tmp_path: Path):
 def test_an_empty_log_folder_gives_an_empty_table(tmp_path: Path):
     frame = read_prediction_log(tmp_path)
     assert frame.empty and "confidence" in frame.columns
+
+
+def test_prediction_logger_writes_todays_file_with_features(tmp_path: Path):
+    logger = PredictionLogger.from_env(
+        model_version=7, environ={"BRAINTUMOR_PREDICTION_LOG_DIR": str(tmp_path / "logs")}
+    )
+    gray = np.random.default_rng(0).integers(0, 255, (120, 100), dtype=np.uint8)
+    logger.log(gray, [0.1, 0.2, 0.6, 0.1], request_id="r1")
+    logger.log(gray, np.array([0.7, 0.1, 0.1, 0.1]))
+    frame = read_prediction_log(daily_log_path(tmp_path / "logs"))
+    assert list(frame["predicted_label"]) == ["notumor", "glioma"]
+    assert set(frame["model_version"]) == {"7"}
+    assert (frame["width"] == 100).all() and (frame["height"] == 120).all()
+    assert logger.failures == 0
+
+
+def test_prediction_logger_is_off_without_a_folder_and_never_raises(tmp_path: Path):
+    off = PredictionLogger.from_env(model_version=1, environ={})
+    assert not off.enabled
+    off.log(np.zeros((8, 8), dtype=np.uint8), [0.25] * 4)  # no folder, no error
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the log folder should be")
+    broken = PredictionLogger(blocked, model_version=1)
+    broken.log(np.zeros((8, 8), dtype=np.uint8), [0.25] * 4)
+    broken.log(np.zeros((8, 8), dtype=np.uint8), [0.5, 0.5])  # wrong class count
+    assert broken.failures == 2
+
+
+def test_the_service_path_does_not_import_pandas():
+    code = (
+        "import sys; import braintumor.monitoring.prediction_log as p; "
+        "assert 'pandas' not in sys.modules, 'pandas imported'"
+    )
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)

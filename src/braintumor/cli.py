@@ -181,6 +181,86 @@ def data_clahe(
     )
 
 
+def _print_leaderboard(rows: list[dict], winner: str | None) -> None:
+    table = Table(title="Leaderboard (validation)")
+    for column in ("backbone", "weighted F1", "95% CI", "min recall", "params", "train s"):
+        table.add_column(column, justify="left" if column == "backbone" else "right")
+    for row in rows:
+        low, high = row["val_weighted_f1_ci"]
+        name = f"[bold]{row['backbone']}[/]" if row["backbone"] == winner else row["backbone"]
+        table.add_row(
+            name,
+            f"{row['val_weighted_f1']:.4f}",
+            f"[{low:.3f}, {high:.3f}]",
+            f"{row['val_min_recall']:.3f}",
+            f"{row['params']:,}" if row.get("params") else "",
+            f"{row['train_seconds']:.0f}" if row.get("train_seconds") is not None else "",
+        )
+    out.print(table)
+
+
+@app.command()
+def train(
+    config: Annotated[
+        Path, typer.Option(help="A run config (configs/smoke|cpu|full.yaml).")
+    ] = Path("configs/cpu.yaml"),
+    data: Annotated[Path, typer.Option(help="Ingested data folder (with manifest.csv).")] = Path(
+        "data/raw"
+    ),
+    params: Annotated[Path, typer.Option(help="params.yaml (CLAHE, integrity policy).")] = Path(
+        "params.yaml"
+    ),
+    protocol: Annotated[
+        str | None, typer.Option(help="Override params.yaml: resplit (default) or official.")
+    ] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="Override the preprocessing of every backbone: raw or clahe.")
+    ] = None,
+    cache: Annotated[
+        bool, typer.Option(help="Reuse cached steps when their inputs are unchanged.")
+    ] = True,
+    report_dir: Annotated[
+        Path, typer.Option(help="Where the run's HTML report is written.")
+    ] = Path("reports"),
+) -> None:
+    """Run the training pipeline: audit, split, train each backbone, gate, promote, package."""
+    from pipelines.launch import RunConfigError, launch_training
+
+    with _user_errors():
+        try:
+            outcome = launch_training(
+                config,
+                data,
+                params,
+                protocol=protocol,
+                variant=variant,
+                enable_cache=cache,
+                report_dir=report_dir,
+            )
+        except RunConfigError as exc:
+            raise ValueError(str(exc)) from None
+    _print_leaderboard(outcome.leaderboard, outcome.winner)
+    metrics = outcome.test_metrics
+    if metrics:
+        low, high = metrics["weighted_f1_ci"]
+        out.print(
+            f"winner [bold]{outcome.winner}[/] on the test split ({metrics['protocol']} protocol, "
+            f"{metrics['n']} images): weighted F1 {metrics['weighted_f1']:.4f} "
+            f"[{low:.4f}, {high:.4f}]"
+        )
+    decision = outcome.decision
+    colour = "green" if decision.get("passed") else "red"
+    out.print(f"model version {outcome.model_version}: [{colour}]{decision.get('summary', '')}[/]")
+    if outcome.packaged.get("packaged"):
+        out.print(
+            f"packaged: {outcome.packaged['model_tag']} -> Bento {outcome.packaged['bento_tag']}"
+        )
+    if outcome.report_path:
+        out.print(f"report: {outcome.report_path}")
+    if decision and not decision.get("passed"):
+        raise typer.Exit(outcome.exit_code_on_reject)
+
+
 # --- braintumor monitor (drift) -----------------------------------------------------------
 # Exit codes: 0 no drift (or drift without --fail-on-drift), 1 drift with --fail-on-drift,
 # 2 a problem the user can fix (missing folder, too few images, bad log, no reference).

@@ -189,3 +189,73 @@ def render_run_report(report: RunReport) -> str:
 <h2>Data audit</h2>{_audit_html(report.audit)}
 </body></html>
 """
+
+
+def figure_png(figure: Any) -> bytes:
+    """A Matplotlib figure as PNG bytes (the figure is closed)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def pick_gallery(
+    y_true: Any, probs: Any, correct_per_class: int, wrong_per_class: int
+) -> list[int]:
+    """Indices to explain: per true class, the most confident right and wrong predictions."""
+    import numpy as np
+
+    y_true, probs = np.asarray(y_true), np.asarray(probs)
+    predicted, confidence = probs.argmax(axis=1), probs.max(axis=1)
+    chosen: list[int] = []
+    for label in np.unique(y_true):
+        for wanted, count in ((True, correct_per_class), (False, wrong_per_class)):
+            members = np.flatnonzero((y_true == label) & ((predicted == label) == wanted))
+            ranked = members[np.argsort(-confidence[members], kind="stable")]
+            chosen += ranked[:count].tolist()
+    return chosen
+
+
+def build_gallery(
+    model: Any,
+    x: Any,
+    y_true: Any,
+    probs: Any,
+    class_names: list[str] | tuple[str, ...],
+    correct_per_class: int = 2,
+    wrong_per_class: int = 2,
+) -> list[GalleryItem]:
+    """Grad-CAM of the predicted class for the picked test images."""
+    import cv2
+    import numpy as np
+
+    from braintumor.evaluation.gradcam import gradcam
+
+    def png(rgb_or_gray: Any) -> bytes:
+        array = np.asarray(rgb_or_gray)
+        if array.ndim == 3 and array.shape[2] == 3:
+            array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+        ok, encoded = cv2.imencode(".png", array)
+        if not ok:
+            raise ValueError("could not encode a gallery image")
+        return encoded.tobytes()
+
+    items = []
+    for index in pick_gallery(y_true, probs, correct_per_class, wrong_per_class):
+        image = np.asarray(x[index], dtype=np.float32)
+        cam = gradcam(model, image)
+        gray = np.clip(image.mean(axis=-1), 0, 255).astype(np.uint8)
+        items.append(
+            GalleryItem(
+                true_label=class_names[int(y_true[index])],
+                predicted=class_names[int(np.argmax(probs[index]))],
+                confidence=float(np.max(probs[index])),
+                image_png=png(gray),
+                overlay_png=png(cam.overlay),
+            )
+        )
+    return items

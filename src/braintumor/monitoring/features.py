@@ -20,14 +20,17 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import pandas as pd
 
 from braintumor.constants import CLASS_NAMES
 from braintumor.imaging import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from braintumor.preprocessing import HEAD_THRESHOLD, PreprocessSpec, preprocess_gray
+
+if TYPE_CHECKING:  # imported where tables are built: the service's path needs no pandas
+    import pandas as pd
 
 # The grid the intensity and texture features are measured on (raw pixels, padded to a square).
 ANALYSIS_SIZE = 256
@@ -191,6 +194,8 @@ def feature_table(
         A DataFrame with the `image` column and `IMAGE_FEATURES` (+ `PREDICTION_FEATURES`),
         in the order of `images` (skipped ones removed).
     """
+    import pandas as pd
+
     items = list(images)
     if predictions is not None:
         probs = np.asarray(predictions, dtype=np.float64)
@@ -238,6 +243,8 @@ def split_constant_columns(
     it carries no drift signal, and Evidently's statistics divide by its zero spread. A column
     constant in the reference but different in the current data is kept (that is drift).
     """
+    import pandas as pd
+
     names = list(frame.columns if columns is None else columns)
     keep, constant = [], []
     for name in names:

@@ -1,9 +1,12 @@
-"""`ImageFolder`: a folder of images (with its manifest) passed between steps as an artifact.
+"""ZenML materializers for the project's own types.
 
-On a local stack it is stored once per data version; on a remote one (Kubeflow, Kubernetes)
-each step's pod gets its own copy from the artifact store, so no step assumes a local path.
-Loading extracts into a cache keyed by the artifact, so several steps on one machine share one
-copy instead of unpacking the images again.
+- `KerasModelMaterializer` stores a Keras 3 model as one `model.keras` file (the native,
+  pickle-free format) so models pass between steps without cloudpickle. ZenML's own
+  TensorFlow integration targets Keras 2 and must not be installed (see docs/pitfalls.md).
+- `ImageFolderMaterializer` stores a folder of images with its manifest. On a remote stack
+  (Kubeflow, Kubernetes) each step's pod gets its own copy from the artifact store, so no
+  step assumes a local path; loading extracts into a cache keyed by the artifact, so steps on
+  one machine share one copy instead of unpacking the images again.
 """
 
 from __future__ import annotations
@@ -17,11 +20,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import keras
 from zenml.enums import ArtifactType
 from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
 
+# Registers the project's custom layers before any model is deserialised.
+import braintumor.models.layers  # noqa: F401
 from braintumor.constants import MANIFEST_FILE
+
+MODEL_FILE = "model.keras"
+
+
+class KerasModelMaterializer(BaseMaterializer):
+    """Read and write `keras.Model` as `<uri>/model.keras` (safe mode: no Lambda code)."""
+
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (keras.Model,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.MODEL
+
+    def save(self, data: keras.Model) -> None:
+        with self.get_temporary_directory(delete_at_exit=True) as temp_dir:
+            local = os.path.join(temp_dir, MODEL_FILE)
+            data.save(local)
+            fileio.copy(local, os.path.join(self.uri, MODEL_FILE), overwrite=True)
+
+    def load(self, data_type: type[Any]) -> keras.Model:
+        with self.get_temporary_directory(delete_at_exit=True) as temp_dir:
+            local = os.path.join(temp_dir, MODEL_FILE)
+            fileio.copy(os.path.join(self.uri, MODEL_FILE), local, overwrite=True)
+            return keras.saving.load_model(local, safe_mode=True)
+
+    def extract_metadata(self, data: keras.Model) -> dict[str, Any]:
+        return {
+            "num_layers": len(data.layers),
+            "num_params": int(data.count_params()),
+            "num_trainable_params": int(sum(int(w.numpy().size) for w in data.trainable_weights)),
+            "input_shape": str(tuple(data.input_shape[1:])),
+            "model_name": data.name,
+        }
 
 
 @dataclass(frozen=True)

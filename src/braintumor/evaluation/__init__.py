@@ -1,0 +1,1 @@
+"""Evaluation: metrics with uncertainty, paired comparisons, plots and Grad-CAM."""

@@ -1,0 +1,1 @@
+"""Model building blocks: serialisable layers, the backbone registry, export."""

@@ -1,0 +1,1 @@
+"""Training: configuration, input pipeline, augmentation, balancing, the training loop."""

@@ -1,0 +1,186 @@
+"""`TrainingConfig`: everything one training run needs, validated once at the edge.
+
+The ZenML pipeline passes one of these per backbone from a YAML run config; the benchmark
+and tests build them from dicts. Inside the library the plain dataclasses it produces
+(`PreprocessSpec`, `HeadSpec`, `CnnSpec`, `AugmentSpec`) are what functions take.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from braintumor.models.backbones import BACKBONES, IMAGENET, CnnSpec, HeadSpec
+from braintumor.preprocessing import PreprocessSpec
+from braintumor.training.augment import AugmentSpec
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PreprocessingConfig(_Strict):
+    """The fields of `braintumor.preprocessing.PreprocessSpec`."""
+
+    image_size: int = Field(128, ge=16, le=1024)
+    channels: Literal[1, 3] = 1
+    variant: Literal["raw", "clahe"] = "raw"
+    clahe_clip_limit: float = Field(2.0, gt=0)
+    clahe_tile_grid: int = Field(8, ge=1)
+    crop_to_head: bool = False
+
+    def spec(self) -> PreprocessSpec:
+        return PreprocessSpec(**self.model_dump())
+
+
+class HeadConfig(_Strict):
+    pooling: Literal["avg", "max"] = "avg"
+    dropout: float = Field(0.3, ge=0, lt=1)
+    dense_units: int = Field(0, ge=0)
+
+    def spec(self) -> HeadSpec:
+        return HeadSpec(**self.model_dump())
+
+
+class CnnConfig(_Strict):
+    """The from-scratch `custom_cnn` (ignored by the other backbones)."""
+
+    filters: tuple[int, ...] = (32, 64, 128, 256)
+    convs_per_block: int = Field(2, ge=1)
+    block_dropout: float = Field(0.1, ge=0, lt=1)
+
+    def spec(self) -> CnnSpec:
+        return CnnSpec(**self.model_dump())
+
+
+class FineTuneConfig(_Strict):
+    """Phase two for pretrained weights: unfreeze the top of the base at a lower rate."""
+
+    epochs: int = Field(10, ge=0)
+    unfreeze_top_layers: int | None = Field(30, ge=0)  # None: the whole base
+    learning_rate: float = Field(1e-5, gt=0)
+
+
+class FocalConfig(_Strict):
+    enabled: bool = False
+    gamma: float = Field(2.0, ge=0)
+    alpha: float | tuple[float, ...] = 0.25
+
+
+class BalancingConfig(_Strict):
+    """How the training split's class imbalance is handled (focal combines with any)."""
+
+    strategy: Literal["class_weight", "oversample", "smote", "none"] = "class_weight"
+    # oversample/smote: grow every smaller class to this fraction of the largest class.
+    target_ratio: float = Field(1.0, gt=0, le=1)
+    smote_neighbors: int = Field(5, ge=1)
+    smote_image_size: int = Field(32, ge=8)  # neighbours are searched on pixels this small
+    focal: FocalConfig = FocalConfig()
+
+
+class AugmentationConfig(_Strict):
+    """Training-only augmentation; see `braintumor.training.augment.AugmentSpec`."""
+
+    enabled: bool = True
+    flip_horizontal: bool = True
+    flip_vertical: bool = False
+    rotation_degrees: float = Field(10.0, ge=0, le=180)
+    zoom: float = Field(0.1, ge=0, lt=1)
+    translate: float = Field(0.05, ge=0, lt=0.5)
+    brightness: float = Field(0.1, ge=0, le=1)
+    contrast: float = Field(0.1, ge=0, lt=1)
+    gamma: float = Field(0.0, ge=0, le=1)
+    blur_probability: float = Field(0.0, ge=0, le=1)
+    blur_sigma: float = Field(1.5, gt=0)
+    noise_std: float = Field(0.0, ge=0, le=0.5)
+    resolution_probability: float = Field(0.0, ge=0, le=1)
+    resolution_min_scale: float = Field(0.35, gt=0, le=1)
+
+    def spec(self) -> AugmentSpec | None:
+        if not self.enabled:
+            return None
+        values = self.model_dump()
+        values.pop("enabled")
+        return AugmentSpec(**values)
+
+
+class EarlyStoppingConfig(_Strict):
+    patience: int = Field(6, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+
+
+class ReduceLRConfig(_Strict):
+    factor: float = Field(0.5, gt=0, lt=1)
+    patience: int = Field(3, ge=1)
+    min_lr: float = Field(1e-6, ge=0)
+
+
+class TrainingConfig(_Strict):
+    """One training run of one backbone."""
+
+    backbone: str = "custom_cnn"
+    weights: str | None = None  # "imagenet", null, or the path of a base weights file
+    preprocessing: PreprocessingConfig = PreprocessingConfig()
+    head: HeadConfig = HeadConfig()
+    cnn: CnnConfig = CnnConfig()
+    batch_size: int = Field(32, ge=1)
+    epochs: int = Field(30, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    fine_tune: FineTuneConfig = FineTuneConfig()
+    balancing: BalancingConfig = BalancingConfig()
+    augmentation: AugmentationConfig = AugmentationConfig()
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    reduce_lr: ReduceLRConfig = ReduceLRConfig()
+    seed: int = 42
+    deterministic: bool = False  # TF op determinism: reproducible to the bit, slower
+    mixed_precision: Literal["auto", "on", "off"] = "auto"  # auto: on when a GPU is present
+    distribute: Literal["auto", "off"] = "auto"  # auto: MirroredStrategy over >1 GPU
+    jit_compile: bool = False  # XLA; compiling costs minutes on CPU, can pay off on GPU
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        if value not in BACKBONES:
+            raise ValueError(f"unknown backbone {value!r}; choose one of {sorted(BACKBONES)}")
+        return value
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights(cls, value: Any) -> str | None:
+        if value is None or (isinstance(value, str) and value.lower() in ("", "null", "none")):
+            return None
+        if isinstance(value, Path):
+            return str(value)
+        if not isinstance(value, str):
+            raise ValueError("weights must be 'imagenet', null or a path to a weights file")
+        return IMAGENET if value.lower() == IMAGENET else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingConfig:
+        entry = BACKBONES[self.backbone]
+        if self.weights == IMAGENET and not entry.pretrained:
+            raise ValueError(f"{self.backbone} has no ImageNet weights: use weights null or a path")
+        if self.preprocessing.image_size < entry.min_size:
+            raise ValueError(
+                f"{self.backbone} needs preprocessing.image_size >= {entry.min_size}, "
+                f"not {self.preprocessing.image_size}"
+            )
+        if self.weights not in (None, IMAGENET) and not Path(self.weights).expanduser().is_file():
+            raise ValueError(f"weights file {self.weights} not found")
+        return self
+
+    @property
+    def pretrained(self) -> bool:
+        """True when training starts from weights: two phases (frozen base, then fine-tune)."""
+        return self.weights is not None
+
+    def preprocess_spec(self) -> PreprocessSpec:
+        return self.preprocessing.spec()
+
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.preprocess_spec().input_shape
