@@ -19,6 +19,7 @@ from braintumor.monitoring.drift import (
     decide_drift,
     drift_report,
     is_drifted,
+    score_kind,
 )
 from braintumor.monitoring.features import feature_table, list_images
 
@@ -54,6 +55,26 @@ def test_darkened_and_resized_images_drift(transformed_result):
         assert result.per_column[column].score < 0.05  # K-S p-value on 25 vs 25 images
     assert result.reference_rows == result.current_rows == 25
     assert "columns drifted" in result.reasons[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "column"),
+    [
+        (lambda g: cv2.resize(g, (g.shape[1] // 2, g.shape[0] // 2)), "width"),
+        (lambda g: cv2.GaussianBlur(g, (0, 0), 2), "sharpness"),
+    ],
+    ids=["half_resolution", "blur"],
+)
+def test_a_change_that_moves_one_feature_is_caught_by_its_strength(sample_training, change, column):
+    """A new resolution moves only the size columns, a blurrier scanner only sharpness: too
+    few columns for the share rule, but each far past its threshold."""
+    reference, grays = sample_training
+    result = drift_report(reference, feature_table([change(g) for g in grays]))
+    assert result.drifted
+    assert column in result.strongly_drifted_columns
+    assert any(f"{column} drifted strongly" in reason for reason in result.reasons)
+    lenient = DriftPolicy(strong_p_value=None, drift_share=0.9)
+    assert not is_drifted(result, lenient)
 
 
 def test_an_image_set_does_not_drift_from_itself(sample_training):
@@ -101,9 +122,10 @@ def test_json_and_summary_are_plain_data(transformed_result):
 def test_is_drifted_applies_another_policy_to_the_same_result(transformed_result):
     share = transformed_result.share_drifted
     assert is_drifted(transformed_result)
-    assert not is_drifted(
-        transformed_result, DriftPolicy(drift_share=min(1.0, share + 0.01), critical_columns=())
+    lenient = DriftPolicy(
+        drift_share=min(1.0, share + 0.01), critical_columns=(), strong_p_value=None
     )
+    assert not is_drifted(transformed_result, lenient)
 
 
 def test_drifted_confidence_alone_raises_the_alarm():
@@ -116,7 +138,7 @@ def test_drifted_confidence_alone_raises_the_alarm():
     assert result.drifted_columns == ["confidence"]
     assert result.share_drifted == pytest.approx(1 / 3)
     assert any("critical column confidence" in reason for reason in result.reasons)
-    without_critical = DriftPolicy(critical_columns=(), drift_share=0.5)
+    without_critical = DriftPolicy(critical_columns=(), drift_share=0.5, strong_p_value=None)
     assert not drift_report(reference, current, policy=without_critical).drifted
 
 
@@ -147,6 +169,29 @@ def test_decide_drift_share_boundary_and_critical_columns():
     drifted, _, reasons = decide_drift(with_confidence, policy)
     assert drifted and any("critical column confidence" in r for r in reasons)
     assert decide_drift({}, policy) == (False, 0.0, ["no column was tested"])
+
+
+def test_one_strong_column_is_drift_whatever_the_share():
+    policy = DriftPolicy(drift_share=0.3, critical_columns=())
+    columns = {f"c{i}": col(f"c{i}", False) for i in range(9)}
+    strong = ColumnDrift("width", "ks", 0.05, 1e-9, True)
+    drifted, share, reasons = decide_drift({**columns, "width": strong}, policy)
+    assert drifted and share == pytest.approx(0.1)
+    assert reasons == ["width drifted strongly (ks 1e-09, p < 0.001)"]
+    far = ColumnDrift("width", "Wasserstein distance (normed)", 0.1, 0.6, True, "distance")
+    near = ColumnDrift("width", "Wasserstein distance (normed)", 0.1, 0.3, True, "distance")
+    assert decide_drift({**columns, "width": far}, policy)[0]
+    assert not decide_drift({**columns, "width": near}, policy)[0]
+    off = DriftPolicy(critical_columns=(), strong_p_value=None, strong_distance_ratio=None)
+    assert not decide_drift({**columns, "width": strong}, off)[0]
+    assert not decide_drift({**columns, "width": far}, off)[0]
+
+
+def test_score_kind_is_read_off_the_verdict():
+    assert score_kind(0.01, 0.05, True) == "p_value"
+    assert score_kind(0.5, 0.05, False) == "p_value"
+    assert score_kind(0.3, 0.1, True) == "distance"
+    assert score_kind(0.02, 0.1, False) == "distance"
 
 
 def test_bad_inputs_get_clear_errors():

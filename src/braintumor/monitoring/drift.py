@@ -5,8 +5,10 @@ Evidently tests every column on its own: with fewer than ~1,000 rows, the two-sa
 Kolmogorov-Smirnov test for numbers (drift when p < 0.05) and chi-square / Z-test for
 categories; with more, the normed Wasserstein distance (drift when >= 0.1) and Jensen-Shannon
 distance. `decide_drift` then applies `DriftPolicy`: the data set has drifted when at least
-`drift_share` of the columns drifted, or when any `critical_columns` (default: confidence)
-drifted.
+`drift_share` of the columns drifted, when any `critical_columns` (default: confidence)
+drifted, or when any one column drifted strongly (p < 0.001, or a distance five times the
+threshold): a new resolution moves only width and height, a blurrier scanner only sharpness,
+and neither reaches a share of the columns.
 
 Evidently's HTML report is one self-contained file: its JavaScript (React, Plotly) is inlined,
 no script or stylesheet is fetched from a CDN. The only URL in it is Plotly's default
@@ -21,7 +23,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,17 +46,22 @@ class DriftInputError(ValueError):
 class DriftPolicy(BaseModel):
     """When drift is worth an alarm (validated once, at the edge: config, CLI, pipeline).
 
-    Defaults: one feature column in three (`drift_share` 0.3). With ~16 independent columns
-    tested at p < 0.05, five or more drifting by chance alone has a probability under 1%,
-    while a real change of acquisition (scanner, contrast, resolution) moves the size,
-    intensity and texture features together. A drifted confidence alone is enough: it is
-    the model's own signal that inputs look unfamiliar.
+    Defaults: one feature column in three (`drift_share` 0.3). With ~16 columns tested at
+    p < 0.05, five or more drifting by chance alone is rare, while a change of contrast or
+    intensity moves most intensity and texture features together. A drifted confidence alone
+    is enough: it is the model's own signal that inputs look unfamiliar. And one column
+    drifting strongly is enough (`strong_p_value`, `strong_distance_ratio`): by chance, the
+    smallest of ~16 p-values falls below 0.001 in about 1.5% of checks. See
+    benchmarks/results/drift.json for measured false-alarm and detection rates.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     drift_share: float = Field(0.3, gt=0, le=1)
     critical_columns: tuple[str, ...] = (CONFIDENCE,)
+    # One column alone is drift when its test is this far past the threshold. None: off.
+    strong_p_value: float | None = Field(0.001, gt=0, lt=1)
+    strong_distance_ratio: float | None = Field(5.0, gt=1)
     # Fewer rows than this on either side: per-column tests are too weak to trust; refuse.
     min_rows: int = Field(20, ge=2)
     # Evidently's per-column test and threshold for every column; None: see `num_method`.
@@ -69,13 +76,34 @@ class DriftPolicy(BaseModel):
 
 @dataclass(frozen=True)
 class ColumnDrift:
-    """Evidently's verdict on one column."""
+    """Evidently's verdict on one column. `kind` says how to read `score`: a p-value (drift
+    when below the threshold) or a distance (drift when at or above it)."""
 
     column: str
     method: str
     threshold: float
     score: float
     drifted: bool
+    kind: Literal["p_value", "distance"] = "p_value"
+
+
+def score_kind(score: float, threshold: float, drifted: bool) -> Literal["p_value", "distance"]:
+    """Whether a test's score is a p-value or a distance, read off its verdict: a p-value test
+    drifts below its threshold, a distance at or above it. (Evidently names its methods
+    freely, e.g. "K-S p_value" or just "ks", so the name is no guide.)"""
+    if math.isnan(score):
+        return "p_value"
+    return "p_value" if (score < threshold) == drifted else "distance"
+
+
+def strongly_drifted(column: ColumnDrift, policy: DriftPolicy) -> bool:
+    """Whether `column` drifted far past its threshold (see `DriftPolicy`)."""
+    if not column.drifted:
+        return False
+    if column.kind == "p_value":
+        return policy.strong_p_value is not None and column.score < policy.strong_p_value
+    ratio = policy.strong_distance_ratio
+    return ratio is not None and column.score >= ratio * column.threshold
 
 
 @dataclass(frozen=True)
@@ -103,12 +131,17 @@ class DriftResult:
     def drifted_columns(self) -> list[str]:
         return [name for name, col in self.per_column.items() if col.drifted]
 
+    @property
+    def strongly_drifted_columns(self) -> list[str]:
+        return [n for n, col in self.per_column.items() if strongly_drifted(col, self.policy)]
+
     def summary(self) -> dict[str, Any]:
         """Plain values for metadata, logs and job summaries (no HTML)."""
         return {
             "drifted": self.drifted,
             "share_drifted": round(self.share_drifted, 4),
             "drifted_columns": self.drifted_columns,
+            "strongly_drifted_columns": self.strongly_drifted_columns,
             "columns_tested": len(self.per_column),
             "reasons": self.reasons,
             "reference_rows": self.reference_rows,
@@ -146,6 +179,16 @@ def decide_drift(
                 f"critical column {name} drifted ({column.method} {column.score:.4g}, "
                 f"threshold {column.threshold:.4g})"
             )
+    for column in per_column.values():
+        if column.column not in policy.critical_columns and strongly_drifted(column, policy):
+            limit = (
+                f"p < {policy.strong_p_value:g}"
+                if column.kind == "p_value"
+                else f">= {policy.strong_distance_ratio:g} x {column.threshold:.4g}"
+            )
+            reasons.append(
+                f"{column.column} drifted strongly ({column.method} {column.score:.4g}, {limit})"
+            )
     if reasons:
         return True, share, reasons
     detail = f": {', '.join(drifted)}" if drifted else ""
@@ -154,7 +197,7 @@ def decide_drift(
         share,
         [
             f"{len(drifted)} of {len(per_column)} columns drifted ({share:.0%} < "
-            f"{policy.drift_share:.0%}), no critical column drifted{detail}"
+            f"{policy.drift_share:.0%}), none strongly, no critical column{detail}"
         ],
     )
 
@@ -290,7 +333,10 @@ def _per_column(snapshot: Any, columns: list[str]) -> dict[str, ColumnDrift]:
     missing = [c for c in columns if c not in scores or c not in verdicts]
     if missing:
         raise RuntimeError(f"Evidently returned no drift verdict for columns {missing}")
-    return {
-        name: ColumnDrift(name, *scores[name][:2], scores[name][2], verdicts[name])
-        for name in columns
-    }
+    per_column = {}
+    for name in columns:
+        method, threshold, score = scores[name]
+        drifted = verdicts[name]
+        kind = score_kind(score, threshold, drifted)
+        per_column[name] = ColumnDrift(name, method, threshold, score, drifted, kind)
+    return per_column

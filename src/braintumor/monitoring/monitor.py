@@ -125,8 +125,8 @@ def summary_markdown(
     lines += [f"- current: {current}"] if current else []
     lines += [
         f"- drifted columns: {len(summary['drifted_columns'])} of {summary['columns_tested']} "
-        f"({summary['share_drifted']:.0%}; alarm at {policy['drift_share']:.0%} or any of "
-        f"{critical})",
+        f"({summary['share_drifted']:.0%}; alarm at {policy['drift_share']:.0%}, on any "
+        f"strongly drifted column, or on any of {critical})",
         *(f"- {reason}" for reason in summary["reasons"]),
     ]
     if report is not None:

@@ -245,10 +245,11 @@ class PredictionLogger:
     def log(
         self,
         gray: np.ndarray,
-        probabilities: Sequence[float] | np.ndarray,
+        probabilities: Sequence[float] | np.ndarray | Mapping[str, float],
         request_id: str | None = None,
     ) -> None:
-        """Record one prediction for the decoded slice `gray` (about 1 ms for 512x512)."""
+        """Record one prediction (the probabilities the service answers, in `class_names`
+        order or by name) for the decoded slice `gray` (about 1 ms for 512x512)."""
         if self.directory is None:
             return
         try:
