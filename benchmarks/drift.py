@@ -1,7 +1,7 @@
 """Benchmark: how well the default drift policy separates real acquisition changes from chance,
 on the full dataset, and what drift monitoring costs.
 
-    python benchmarks/drift.py [--source PATH] [--repeats 20] [--seed 0]
+    python benchmarks/drift.py [--source PATH] [--alarm-repeats 50] [--detect-repeats 5]
 
 - False alarms: a random sample of Training (50, 200, 1,000 images or half) against the rest of
   Training, many times: the share of checks that say "drift" (should be ~0).
@@ -71,7 +71,8 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--source", type=Path, default=FULL_DATASET)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--alarm-repeats", type=int, default=50, help="checks per sample size")
+    parser.add_argument("--detect-repeats", type=int, default=5, help="checks per change")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if not (args.source / "Training").is_dir():
@@ -109,7 +110,7 @@ def main() -> None:
     half = len(training) // 2
     for size in (50, 200, 1000, half):
         verdicts, shares = [], []
-        for _ in range(args.repeats if size < 1000 else max(3, args.repeats // 4)):
+        for _ in range(args.alarm_repeats if size < 1000 else max(3, args.alarm_repeats // 4)):
             order = rng.permutation(len(training))
             current, reference = training.iloc[order[:size]], training.iloc[order[size:]]
             drifted, share, seconds = check(reference, current)
@@ -125,7 +126,7 @@ def main() -> None:
         print(f"false alarms, {size} images: {false_alarms[str(size)]}")
 
     detection = {}
-    repeats = max(3, args.repeats // 4)
+    repeats = args.detect_repeats
     for size in (50, 200):
         samples = []
         for _ in range(repeats):

@@ -46,12 +46,12 @@ class DriftInputError(ValueError):
 class DriftPolicy(BaseModel):
     """When drift is worth an alarm (validated once, at the edge: config, CLI, pipeline).
 
-    Defaults: one feature column in three (`drift_share` 0.3). With ~16 columns tested at
+    Defaults: one feature column in three (`drift_share` 0.3). With ~15 columns tested at
     p < 0.05, five or more drifting by chance alone is rare, while a change of contrast or
     intensity moves most intensity and texture features together. A drifted confidence alone
     is enough: it is the model's own signal that inputs look unfamiliar. And one column
     drifting strongly is enough (`strong_p_value`, `strong_distance_ratio`): by chance, the
-    smallest of ~16 p-values falls below 0.001 in about 1.5% of checks. See
+    smallest of ~15 p-values falls below 0.001 in about 1.5% of checks. See
     benchmarks/results/drift.json for measured false-alarm and detection rates.
     """
 
@@ -104,12 +104,6 @@ def strongly_drifted(column: ColumnDrift, policy: DriftPolicy) -> bool:
         return policy.strong_p_value is not None and column.score < policy.strong_p_value
     ratio = policy.strong_distance_ratio
     return ratio is not None and column.score >= ratio * column.threshold
-
-
-@dataclass(frozen=True)
-class DriftDecision:
-    drifted: bool
-    reasons: list[str]
 
 
 @dataclass
