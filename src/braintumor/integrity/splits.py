@@ -19,6 +19,8 @@ cluster's split, so no copy of a test image is ever in train even if someone use
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,12 +67,17 @@ def _cluster_series(manifest: pd.DataFrame, clusters) -> pd.Series:
             missing = manifest.loc[ids.isna(), "path"].head(3).tolist()
             raise SplitError(f"no cluster id for {ids.isna().sum()} images, e.g. {missing}")
         return pd.Series(ids.to_numpy(), index=manifest.index)
-    ids = (
-        pd.Series(np.asarray(clusters), index=manifest.index)
-        if not isinstance(clusters, pd.Series)
-        else clusters.reindex(manifest.index)
-    )
-    if len(ids) != len(manifest) or ids.isna().any():
+    if isinstance(clusters, pd.Series):
+        ids = clusters.reindex(manifest.index)
+    else:
+        values = np.asarray(clusters).ravel()
+        if len(values) != len(manifest):
+            raise SplitError(
+                f"clusters must give one cluster id per manifest row "
+                f"({len(values)} ids for {len(manifest)} rows)"
+            )
+        ids = pd.Series(values, index=manifest.index)
+    if ids.isna().any():
         raise SplitError("clusters must give one cluster id per manifest row")
     return ids
 
@@ -171,19 +178,18 @@ def make_splits(
     if policy.keep_one_per_cluster:
         copies = usable.index[~is_representative]
         frame.loc[copies, "status"] = REDUNDANT
-        frame.loc[copies, "reason"] = "same picture as " + usable.loc[copies, "cluster_id"].map(
-            representatives
+        _set_reasons(
+            frame, copies, lambda row: f"same picture as {representatives[row.cluster_id]}"
         )
     kept = frame[frame["status"] == KEPT]
-    singles = kept.index[kept["cluster_size"] == 1]
-    frame.loc[singles, "reason"] = "unique"
-    grouped = kept.index[kept["cluster_size"] > 1]
-    frame.loc[grouped, "reason"] = (
-        "representative of cluster "
-        + kept.loc[grouped, "cluster_id"].astype(str)
-        + " ("
-        + kept.loc[grouped, "cluster_size"].astype(str)
-        + " images)"
+    _set_reasons(
+        frame,
+        kept.index,
+        lambda row: (
+            "unique"
+            if row.cluster_size == 1
+            else f"representative of cluster {row.cluster_id} ({row.cluster_size} images)"
+        ),
     )
 
     units = (
@@ -205,11 +211,22 @@ def make_splits(
     if official:
         leaked = usable_rows & (frame["origin_split"] == TESTING) & (frame["split"] != TEST)
         frame.loc[leaked, "status"] = REDUNDANT
-        frame.loc[leaked, "reason"] = "removed from Testing: " + frame.loc[
-            leaked, "cluster_id"
-        ].map(representatives).radd("same picture as Training image ")
+        _set_reasons(
+            frame,
+            frame.index[leaked],
+            lambda row: (
+                f"removed from Testing: same picture as {representatives[row.cluster_id]}"
+                " in the training pool"
+            ),
+        )
     frame["protocol"] = policy.protocol
     return frame.loc[:, list(SPLIT_COLUMNS)].sort_values("path").reset_index(drop=True)
+
+
+def _set_reasons(frame: pd.DataFrame, index: pd.Index, text: Callable[[Any], str]) -> None:
+    """Write `text(row)` as the reason of the rows in `index` (a no-op when it is empty)."""
+    if len(index):
+        frame.loc[index, "reason"] = [text(row) for row in frame.loc[index].itertuples()]
 
 
 def _official_assignment(
