@@ -181,6 +181,69 @@ def data_clahe(
     )
 
 
+@data_app.command("audit")
+def data_audit(
+    data: Annotated[Path, typer.Option(help="Ingested data folder (with manifest.csv).")] = Path(
+        "data/raw"
+    ),
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Where splits.csv, audit.json and report.html go.")
+    ] = Path("data/audit"),
+    params: Annotated[
+        Path, typer.Option(help="params.yaml holding the `integrity` policy.")
+    ] = Path("params.yaml"),
+    protocol: Annotated[
+        str | None, typer.Option(help="Override params.yaml: resplit (default) or official.")
+    ] = None,
+    html: Annotated[bool, typer.Option(help="Write the HTML report too.")] = True,
+) -> None:
+    """Find duplicates, label conflicts, leakage and shortcuts; write the leakage-free split."""
+    from braintumor.data.manifest import read_manifest
+    from braintumor.integrity.audit import run_audit
+    from braintumor.integrity.policy import IntegrityPolicy
+    from braintumor.params import load_params
+
+    with _user_errors():
+        integrity = dict(load_params(params).get("integrity") or {})
+        if protocol:
+            integrity["protocol"] = protocol
+        policy = IntegrityPolicy.from_dict(integrity)
+        manifest = read_manifest(data)
+        with console.status("auditing") as status:
+            result = run_audit(
+                data,
+                manifest,
+                policy,
+                out_dir,
+                html=html,
+                progress=lambda message: status.update(message),
+            )
+    figures = result.figures
+    clusters, leakage = figures["clusters"], figures["leakage"]
+    table = Table(title=f"Data audit of {data} ({len(manifest)} images)")
+    table.add_column("finding")
+    table.add_column("value", justify="right")
+    table.add_row("duplicate clusters", str(clusters["clusters"]))
+    table.add_row(
+        "redundant images (copies beyond one per cluster)", str(clusters["redundant_images"])
+    )
+    table.add_row(
+        "label-conflict clusters (quarantined)", str(figures["label_conflicts"]["clusters"])
+    )
+    if leakage["testing_images"]:
+        table.add_row(
+            "Testing images with a Training twin",
+            f"{leakage['testing_with_training_twin']}/{leakage['testing_images']} "
+            f"({leakage['share_of_testing']:.0%})",
+        )
+    out.print(table)
+    out.print(f"shortcut check: {figures['shortcut']['summary']}")
+    out.print(f"splits ({policy.protocol}): {result.splits_csv}")
+    out.print(f"figures: {result.audit_json}")
+    if result.report_html:
+        out.print(f"report: {result.report_html}")
+
+
 def _print_leaderboard(rows: list[dict], winner: str | None) -> None:
     table = Table(title="Leaderboard (validation)")
     for column in ("backbone", "weighted F1", "95% CI", "min recall", "params", "train s"):

@@ -5,7 +5,8 @@ Columns (a contract for every later stage):
 - split: the source's own split, `training`, `testing` or `unsplit`
 - label: canonical class name (constants.CLASS_NAMES)
 - sha256: of the file's bytes
-- pixel_sha256, phash, phash_mirror: fingerprints (integrity.hashing)
+- pixel_sha256, phash, phash_mirror, phash_head, phash_head_mirror: fingerprints
+  (integrity.hashing.fingerprint; the head hashes are taken after cropping to the head)
 - width, height, mode, format, file_size: what the file is
 - source: the file's path inside the source it was ingested from (provenance)
 """
@@ -26,6 +27,8 @@ COLUMNS: tuple[str, ...] = (
     "pixel_sha256",
     "phash",
     "phash_mirror",
+    "phash_head",
+    "phash_head_mirror",
     "width",
     "height",
     "mode",
