@@ -105,6 +105,10 @@ def test_report_html_is_one_self_contained_file(transformed_result, tmp_path: Pa
     assert not re.search(r"<script[^>]+src=", html)
     assert not re.search(r"<link[^>]+href=[\"']https?:", html)
     assert "intensity_mean" in html
+    # Our verdict comes first, inside <body>, before Evidently's share-only headline.
+    body = html.index("<body>")
+    assert body < html.index("Drift policy verdict: DRIFT DETECTED") < body + 2000
+    assert html.count("<li>") >= len(transformed_result.reasons)
     path = transformed_result.save_html(tmp_path / "reports" / "drift.html")
     assert path.read_text(encoding="utf-8") == html
 

@@ -22,6 +22,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from html import escape
 from pathlib import Path
 from typing import Any, Literal
 
@@ -249,7 +250,7 @@ def drift_report(
         drifted=drifted,
         share_drifted=share,
         per_column=per_column,
-        html=snapshot.get_html_str(as_iframe=False),
+        html=with_verdict(snapshot.get_html_str(as_iframe=False), drifted, reasons),
         json=json.loads(snapshot.json()),
         reasons=reasons,
         reference_rows=len(reference),
@@ -257,6 +258,24 @@ def drift_report(
         constant_columns=constant,
         policy=policy,
     )
+
+
+def with_verdict(html: str, drifted: bool, reasons: Sequence[str]) -> str:
+    """Put the policy's verdict at the top of Evidently's page: Evidently's own headline
+    ("Dataset Drift is NOT detected") applies the share rule only, not the strong-column or
+    critical-column rules, and must not be the first thing a reader sees."""
+    colour, verdict = ("#a4161a", "DRIFT DETECTED") if drifted else ("#0a6b2d", "no drift")
+    items = "".join(f"<li>{escape(reason)}</li>" for reason in reasons)
+    banner = (
+        f'<div id="braintumor-verdict" style="font-family:system-ui,sans-serif;margin:1rem '
+        f'2%;padding:.8rem 1rem;border-left:6px solid {colour};background:#f7f7f7">'
+        f'<b style="color:{colour}">Drift policy verdict: {verdict}</b>'
+        f'<ul style="margin:.4rem 0 0">{items}</ul>'
+        "<small>Evidently's per-column tests follow; its own headline applies the "
+        "share-of-columns rule only.</small></div>"
+    )
+    head, body_tag, rest = html.partition("<body>")
+    return head + body_tag + banner + rest if body_tag else banner + html
 
 
 def _typed(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
