@@ -25,7 +25,7 @@ class PackageConfig(_Strict):
     """Packaging into BentoML after the gate (the serving side)."""
 
     enabled: bool = True
-    # Package when the model reaches this stage in this run (staging or production).
+    # Package when the model reaches at least this stage in this run (staging or production).
     stage: Literal["staging", "production"] = "staging"
     build_bento: bool = True
     export_onnx: bool = True
