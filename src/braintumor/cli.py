@@ -324,6 +324,142 @@ def train(
         raise typer.Exit(outcome.exit_code_on_reject)
 
 
+# --- braintumor monitor (drift) -----------------------------------------------------------
+# Exit codes: 0 no drift (or drift without --fail-on-drift), 1 drift with --fail-on-drift,
+# 2 a problem the user can fix (missing folder, too few images, bad log, no reference).
+
+
+@app.command("monitor")
+def monitor_command(
+    current: Annotated[
+        str,
+        typer.Option(
+            help="New data: a folder of images, a prediction log (*.jsonl or a folder of them) "
+            "or a feature table (.csv/.parquet).",
+        ),
+    ],
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            help="What the model was trained on: a folder of images (e.g. data/raw/training), "
+            "a log or a feature table. Optional with --pipeline: the production model's own.",
+        ),
+    ] = None,
+    out_html: Annotated[
+        Path, typer.Option("--out", help="Where Evidently's HTML report goes (one file).")
+    ] = Path("reports/drift.html"),
+    fail_on_drift: Annotated[
+        bool, typer.Option(help="Exit with code 1 when drift is detected.")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only log lines at or after this ISO time (e.g. 2026-11-20T00:00Z)."),
+    ] = None,
+    drift_share: Annotated[
+        float, typer.Option(help="Alarm when at least this share of the columns drifted.")
+    ] = 0.3,
+    critical: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A column whose drift alone raises the alarm (repeatable; default confidence;"
+            " give an empty string for none).",
+            show_default=False,
+        ),
+    ] = None,
+    min_rows: Annotated[int, typer.Option(help="Refuse smaller data sets on either side.")] = 20,
+    summary_md: Annotated[
+        Path | None,
+        typer.Option(
+            "--summary", help="Append a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)."
+        ),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the drift summary as JSON here.")
+    ] = None,
+    pipeline: Annotated[
+        bool,
+        typer.Option(
+            help="Run the ZenML monitoring pipeline (records the verdict on the production "
+            "model version) instead of checking in-process.",
+        ),
+    ] = False,
+    model_name: Annotated[
+        str | None, typer.Option(help="Model in ZenML's Model Control Plane (--pipeline).")
+    ] = None,
+) -> None:
+    """Check new images or logged predictions for drift against the training data."""
+    import json
+    from datetime import datetime
+
+    from braintumor.constants import MODEL_NAME
+    from braintumor.monitoring.drift import DriftPolicy
+    from braintumor.monitoring.monitor import monitor, outcome_markdown, summary_markdown
+
+    with _user_errors():
+        policy = DriftPolicy(
+            drift_share=drift_share,
+            critical_columns=(
+                tuple(c for c in critical if c) if critical is not None else ("confidence",)
+            ),
+            min_rows=min_rows,
+        )
+        start = datetime.fromisoformat(since) if since else None
+        if start is not None and start.tzinfo is None:
+            raise ValueError(f"--since needs a time zone (e.g. {since}Z or {since}+00:00)")
+        if pipeline:
+            from pipelines.monitoring import run_monitoring
+
+            run = run_monitoring(
+                current=current,
+                reference=reference,
+                model_name=model_name or MODEL_NAME,
+                policy=policy.model_dump(),
+                since=start.isoformat() if start else None,
+            )
+            summary, html = run.summary, run.html
+            out_html.parent.mkdir(parents=True, exist_ok=True)
+            out_html.write_text(html, encoding="utf-8")
+            markdown = summary_markdown(
+                summary,
+                reference=reference or f"production {model_name or MODEL_NAME}",
+                current=current,
+                report=out_html,
+            )
+            console.print(f"ZenML run [bold]{run.run_name}[/]")
+        else:
+            if reference is None:
+                raise ValueError("--reference is required (or use --pipeline)")
+            outcome = monitor(reference, current, policy=policy, out_html=out_html, since=start)
+            summary, markdown = outcome.result.summary(), outcome_markdown(outcome)
+    _print_drift(summary)
+    out.print(f"report: {out_html}")
+    if summary_md is not None:
+        with summary_md.open("a", encoding="utf-8") as handle:
+            handle.write(markdown)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if summary["drifted"] and fail_on_drift:
+        raise typer.Exit(1)
+
+
+def _print_drift(summary: dict) -> None:
+    table = Table(title="Drift per column")
+    for name in ("column", "method", "score", "threshold", "drifted"):
+        table.add_column(name, justify="left" if name in ("column", "method") else "right")
+    for column in summary["per_column"].values():
+        table.add_row(
+            column["column"],
+            column["method"],
+            f"{column['score']:.4g}",
+            f"{column['threshold']:.4g}",
+            "[bold red]yes[/]" if column["drifted"] else "no",
+        )
+    out.print(table)
+    verdict = "[bold red]DRIFT DETECTED[/]" if summary["drifted"] else "[green]no drift[/]"
+    out.print(f"{verdict}: " + "; ".join(summary["reasons"]))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
 
