@@ -114,3 +114,35 @@ def test_a_failed_run_promotes_nothing(first_run, data_dir) -> None:
     assert _production() == first_run.model_version
     new = set(after) - set(before)
     assert all(after[number] is None for number in new)
+
+
+def test_promote_rechecks_the_gate_and_package_uses_the_store(first_run, data_dir) -> None:
+    import bentoml
+    from typer.testing import CliRunner
+
+    from braintumor.cli import app
+    from pipelines.launch import launch_training
+
+    runner = CliRunner()
+    staged = launch_training(SMOKE, data_dir, report_dir=None)  # cached training, gate to staging
+    assert staged.stage == "staging"
+    rejected = launch_training(
+        SMOKE, data_dir, overrides={"gate": {"min_class_recall": 1.01}}, report_dir=None
+    )
+    refused = runner.invoke(app, ["promote", "--version", str(rejected.model_version)])
+    assert refused.exit_code == 1 and "REJECT" in refused.output
+    assert _production() == first_run.model_version
+
+    accepted = runner.invoke(app, ["promote", "--version", str(staged.model_version)])
+    assert accepted.exit_code == 0, accepted.output
+    assert "PROMOTE to production" in accepted.output
+    assert _production() == staged.model_version
+    assert _versions()[first_run.model_version] == "archived"
+
+    packaged = runner.invoke(app, ["package", "--stage", "production", "--no-build"])
+    assert packaged.exit_code == 0, packaged.output
+    model = bentoml.models.get("brain-tumor-classifier:latest")
+    assert model.info.labels["model_version"] == str(staged.model_version)
+    assert model.info.labels["stage"] == "production"
+    missing = runner.invoke(app, ["package", "--version", "999"])
+    assert missing.exit_code == 2 and "no version 999" in missing.output

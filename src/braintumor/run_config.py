@@ -36,7 +36,7 @@ class ResourceConfig(_Strict):
 
     gpu_count: int = Field(0, ge=0)
     cpu_count: float | None = Field(None, gt=0)
-    memory: str | None = None  # e.g. "16GB"
+    memory: str | None = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")  # "16Gi"
 
 
 class ReportConfig(_Strict):
