@@ -41,16 +41,31 @@ MODEL = Model(
 )
 
 
-def _training_settings(config: RunConfig) -> dict[str, Any]:
-    resources = config.resources
-    if not (resources.gpu_count or resources.cpu_count or resources.memory):
+def training_step_settings(config: RunConfig) -> dict[str, Any]:
+    """Resources for each train_<backbone> step.
+
+    ZenML's generic `ResourceSettings` is honoured by some orchestrators only: Kubeflow drops
+    its GPU count and fails to compile with a memory request, the Kubernetes orchestrator
+    ignores the GPU count. So GPUs, CPUs and memory are also asked for in the pod settings of
+    those two orchestrators (settings of flavors not in the active stack are ignored).
+    """
+    wanted = config.resources
+    limits: dict[str, Any] = {}
+    if wanted.gpu_count:
+        limits["nvidia.com/gpu"] = wanted.gpu_count
+    if wanted.cpu_count:
+        limits["cpu"] = str(wanted.cpu_count)
+    if wanted.memory:
+        limits["memory"] = wanted.memory
+    if not limits:
         return {}
+    pod = {"pod_settings": {"resources": {"requests": limits, "limits": limits}}}
     return {
         "resources": ResourceSettings(
-            gpu_count=resources.gpu_count or None,
-            cpu_count=resources.cpu_count,
-            memory=resources.memory,
-        )
+            gpu_count=wanted.gpu_count or None, cpu_count=wanted.cpu_count
+        ),
+        "orchestrator.kubeflow": pod,
+        "orchestrator.kubernetes": pod,
     }
 
 
@@ -75,7 +90,7 @@ def training_pipeline(
         training = config.training_config(backbone, clahe).model_dump(mode="json")
         per_backbone = {"substitutions": {"backbone": backbone}}
         model, summary = train_backbone.with_options(
-            **per_backbone, settings=_training_settings(config)
+            **per_backbone, settings=training_step_settings(config)
         )(images, splits, class_balance, config=training, id=f"train_{backbone}")
         metrics = evaluate_backbone.with_options(**per_backbone)(
             model, images, splits, config=training, id=f"evaluate_{backbone}"

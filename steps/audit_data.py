@@ -42,7 +42,7 @@ def audit_data(
 ]:
     policy = IntegrityPolicy.from_dict(integrity)
     with tempfile.TemporaryDirectory(prefix="braintumor-audit-") as out_dir:
-        result = run_audit(images.path, manifest, policy, Path(out_dir), html=False)
+        result = run_audit(images.path, manifest, policy, Path(out_dir), html=True)
         html = result.report_html.read_text() if result.report_html else "<p>no report</p>"
     ordered = manifest.sort_values("path").reset_index(drop=True)
     clusters = pd.DataFrame({"path": ordered["path"], "cluster_id": result.duplicates.cluster_ids})

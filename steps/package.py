@@ -19,6 +19,7 @@ from steps.registry import model_card
 logger = get_logger(__name__)
 
 PARITY_IMAGES = 16
+STAGE_ORDER = ("none", "staging", "production")
 
 
 @step(enable_cache=False)
@@ -29,16 +30,15 @@ def package(
     splits: pd.DataFrame,
     run: dict[str, Any],
 ) -> Annotated[dict, "packaged"]:
-    """Packages only a model that reached the configured stage in this run."""
+    """Packages a model that reached at least the configured stage in this run."""
     settings = RunConfig(**run).package
-    if not settings.enabled or stage != settings.stage:
-        reason = (
-            "packaging is disabled"
-            if not settings.enabled
-            else (
-                f"the model is in stage {stage!r}, packaging is configured for {settings.stage!r}"
-            )
-        )
+    if not settings.enabled:
+        reason = "packaging is disabled in the run config"
+    elif STAGE_ORDER.index(stage) < STAGE_ORDER.index(settings.stage):
+        reason = f"the model is in stage {stage!r}; packaging starts at {settings.stage!r}"
+    else:
+        reason = ""
+    if reason:
         logger.info(f"not packaged: {reason}")
         return {"packaged": False, "reason": reason}
     model_version = get_step_context().model_version

@@ -460,6 +460,50 @@ def _print_drift(summary: dict) -> None:
     out.print(f"{verdict}: " + "; ".join(summary["reasons"]))
 
 
+@app.command()
+def promote(
+    version: Annotated[int, typer.Option(help="The model version to move to production.")],
+) -> None:
+    """Move a version to production, re-checking its gate first.
+
+    Today's production model is re-scored on the version's own test images; exit code 1 when
+    the gate refuses (production is then unchanged)."""
+    from pipelines.operations import PromotionError, promote_to_production
+
+    with _user_errors():
+        try:
+            decision, model_version = promote_to_production(version)
+        except PromotionError as exc:
+            raise ValueError(str(exc)) from None
+    colour = "green" if decision.passed else "red"
+    out.print(f"version {model_version.number}: [{colour}]{decision.summary()}[/]")
+    if not decision.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def package(
+    version: Annotated[int | None, typer.Option(help="Package this model version.")] = None,
+    stage: Annotated[
+        str | None, typer.Option(help="Or package the version in this stage (e.g. production).")
+    ] = None,
+    build: Annotated[bool, typer.Option(help="Also build the Bento (bentofile.yaml).")] = True,
+) -> None:
+    """Package a model version for serving (BentoML model store and Bento).
+
+    An ONNX copy is shipped when it answers like the Keras model."""
+    from pipelines.operations import PromotionError, package_version
+
+    with _user_errors():
+        try:
+            model_version, (model_tag, bento_tag) = package_version(version, stage, build)
+        except PromotionError as exc:
+            raise ValueError(str(exc)) from None
+    out.print(f"version {model_version.number} -> BentoML model {model_tag}")
+    if bento_tag:
+        out.print(f"Bento {bento_tag}: serve it with `bentoml serve {bento_tag}`")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
 

@@ -25,7 +25,7 @@ class PackageConfig(_Strict):
     """Packaging into BentoML after the gate (the serving side)."""
 
     enabled: bool = True
-    # Package when the model reaches this stage in this run (staging or production).
+    # Package when the model reaches at least this stage in this run (staging or production).
     stage: Literal["staging", "production"] = "staging"
     build_bento: bool = True
     export_onnx: bool = True
@@ -36,7 +36,7 @@ class ResourceConfig(_Strict):
 
     gpu_count: int = Field(0, ge=0)
     cpu_count: float | None = Field(None, gt=0)
-    memory: str | None = None  # e.g. "16GB"
+    memory: str | None = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")  # "16Gi"
 
 
 class ReportConfig(_Strict):

@@ -1,7 +1,7 @@
 """Planted variants of real images are found and verified; distinct real images are not merged.
 
-The 33 distinct real images of tests/data/sample were checked by eye (a contact sheet of all of
-them): they are different pictures, except the planted byte-identical pair
+The 34 real images of tests/data/sample were checked by eye (a contact sheet of all of them):
+they are 33 different pictures, because of the planted byte-identical pair
 Testing/no_tumor/image(100).jpg = Training/no_tumor/image(266).jpg.
 """
 
@@ -117,7 +117,7 @@ def test_distinct_real_images_are_never_verified_as_the_same(sample_dir):
         score, _ = pair_score(a, b)
         if score >= DEFAULT_MIN_CORRELATION:
             merged.append((pa, pb))
-    assert merged == [PLANTED_PAIR]  # 528 pairs checked, one of them the planted copy
+    assert merged == [PLANTED_PAIR]  # 561 pairs checked, one of them the planted copy
 
 
 def test_head_box_ignores_frames_text_and_background_level(sample_dir):

@@ -17,7 +17,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.tree import DecisionTreeClassifier, export_text
 
-METADATA_FEATURES = ("width", "height", "aspect", "megapixels", "file_size", "mode_code")
+METADATA_FEATURES = ("width", "height", "aspect", "pixels", "file_size", "mode_code")
 # The audit calls it a shortcut when metadata alone beats chance by this much (balanced
 # accuracy over the classes), or separates "no tumour" from the tumour classes this well.
 SHORTCUT_MARGIN = 0.25
@@ -35,7 +35,7 @@ def metadata_table(manifest: pd.DataFrame) -> pd.DataFrame:
             "width": width,
             "height": height,
             "aspect": width / height.where(height > 0, 1.0),
-            "megapixels": width * height / 1e6,
+            "pixels": width * height,
             "file_size": manifest["file_size"].astype(float),
             "mode_code": manifest["mode"].astype(str).map(modes).astype(float),
         },
@@ -93,25 +93,22 @@ def metadata_shortcut(manifest: pd.DataFrame, seed: int = 42) -> dict[str, Any]:
             "notumor_vs_tumour": None if binary is None else round(binary, 4),
             "shortcut": flagged,
         }
-    sizes = (
-        manifest.assign(size=manifest["width"].astype(str) + "x" + manifest["height"].astype(str))
-        .groupby(["split", "label"])["size"]
-        .agg(
-            lambda s: {
-                "most_common": s.mode().iloc[0],
-                "share": round(float((s == s.mode().iloc[0]).mean()), 4),
-            }
-        )
-    )
+    size = manifest["width"].astype(str) + "x" + manifest["height"].astype(str)
+    dominant = str(size.mode().iloc[0]) if len(size) else ""
     size_table: dict[str, dict[str, Any]] = {}
-    for (split, label), info in sizes.items():
-        size_table.setdefault(split, {})[label] = info
+    for (split, label), sizes in size.groupby([manifest["split"], manifest["label"]]):
+        common = sizes.mode().iloc[0]
+        size_table.setdefault(str(split), {})[str(label)] = {
+            "most_common": str(common),
+            "share": round(float((sizes == common).mean()), 4),
+            "share_dominant_size": round(float((sizes == dominant).mean()), 4),
+        }
     tree_text = ""
     all_labels = manifest["label"].astype(str)
     if all_labels.nunique() >= 2:
         tree = DecisionTreeClassifier(max_depth=3, random_state=seed, class_weight="balanced")
         tree.fit(features, all_labels)
-        tree_text = export_text(tree, feature_names=list(METADATA_FEATURES), decimals=0)
+        tree_text = export_text(tree, feature_names=list(METADATA_FEATURES), decimals=2)
     return {
         "features": list(METADATA_FEATURES),
         "model": (
@@ -123,6 +120,7 @@ def metadata_shortcut(manifest: pd.DataFrame, seed: int = 42) -> dict[str, Any]:
         ),
         "scopes": scopes,
         "shortcut": any(s["shortcut"] for s in scopes.values()),
+        "dominant_size": dominant,
         "most_common_size": size_table,
         "tree": tree_text,
     }
