@@ -150,3 +150,43 @@ def audit_folder(
     result.figures["timings"] = result.timings
     result.audit_json.write_text(json.dumps(result.figures, indent=2) + "\n")
     return result
+
+
+def audit_data_root(
+    data_root: Path,
+    out_dir: Path,
+    policy: IntegrityPolicy | None = None,
+    html: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> AuditResult:
+    """Audit an ingested data root (`<data_root>/manifest.csv`, e.g. data/raw): the CLI's call.
+
+    Raises `data.manifest.ManifestError` with the command to run when the manifest is missing.
+    """
+    from braintumor.data.manifest import read_manifest
+
+    manifest = read_manifest(Path(data_root))
+    return run_audit(Path(data_root), manifest, policy, Path(out_dir), html=html, progress=progress)
+
+
+def summary_lines(result: AuditResult) -> list[str]:
+    """A few lines for a terminal: what was found and where the files are."""
+    figures = result.figures
+    clusters, leakage = figures["clusters"], figures["leakage"]
+    lines = [
+        f"{figures['images']['total']} images: {clusters['clusters']} duplicate clusters, "
+        f"{clusters['redundant_images']} redundant images, "
+        f"{figures['label_conflicts']['clusters']} label conflicts (quarantined)",
+    ]
+    if leakage["testing_images"]:
+        lines.append(
+            f"{leakage['testing_with_training_twin']}/{leakage['testing_images']} Testing images "
+            "have a Training twin"
+        )
+    if figures["shortcut"]["shortcut"]:
+        lines.append(figures["shortcut"]["summary"])
+    lines.append(f"splits ({figures['protocol']}): {result.splits_csv}")
+    lines.append(f"figures: {result.audit_json}")
+    if result.report_html:
+        lines.append(f"report: {result.report_html}")
+    return lines
