@@ -1,6 +1,7 @@
 """The training pipeline: from data to a gated, promoted, packaged, explained model.
 
     load data -> audit (duplicates, leakage, shortcuts) -> leakage-free split -> balance plan
+      (+ reference image features of the training split, for drift monitoring)
       -> train_<backbone> -> evaluate_<backbone>   (one pair per configured backbone)
       -> select best (validation) -> evaluate winner (test, calibrated)
       -> gate (vs production, same test images) -> promote -> package -> report
@@ -21,6 +22,7 @@ from zenml.config import ResourceSettings
 from braintumor.constants import MODEL_NAME
 from braintumor.run_config import RunConfig
 from steps.audit_data import audit_data
+from steps.compute_reference_features import compute_reference_features
 from steps.evaluate_backbone import evaluate_backbone
 from steps.evaluate_winner import evaluate_winner
 from steps.gate import gate
@@ -83,6 +85,7 @@ def training_pipeline(
     images, manifest = load_data(source=data_source, data_hash=data_hash)
     clusters, audit_summary, _ = audit_data(images=images, manifest=manifest, integrity=integrity)
     splits = split_data(manifest=manifest, clusters=clusters, integrity=integrity)
+    compute_reference_features(images=images, splits=splits)  # for drift checks later
     class_balance = plan_balance(splits=splits, run=run)
 
     trainings, val_metrics = [], []

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from braintumor.data.manifest import ManifestError, write_manifest
 from braintumor.integrity.__main__ import main
-from braintumor.integrity.audit import audit_folder, run_audit
+from braintumor.integrity.audit import audit_data_root, audit_folder, run_audit, summary_lines
 from braintumor.integrity.dedup import ManifestHashError
 from braintumor.integrity.policy import IntegrityPolicy
 from braintumor.integrity.scan import FolderLayoutError, manifest_from_folder
@@ -107,3 +109,17 @@ def test_metadata_shortcut_is_flagged_only_when_size_gives_the_label_away():
     assert result["dominant_size"] in {"236x236", "512x512"}
     fair = frame.assign(width=512, height=512)
     assert not metadata_shortcut(fair)["shortcut"]
+
+
+def test_audit_of_an_ingested_data_root_reads_its_manifest(sample_dir, tmp_path):
+    root = tmp_path / "raw"
+    shutil.copytree(sample_dir, root)
+    with pytest.raises(ManifestError, match="braintumor data ingest"):
+        audit_data_root(root, tmp_path / "audit")
+    manifest, _ = manifest_from_folder(root)
+    write_manifest(manifest, root)
+    result = audit_data_root(root, tmp_path / "audit", IntegrityPolicy(), html=False)
+    assert result.figures["clusters"]["clusters"] == 1 and result.report_html is None
+    lines = summary_lines(result)
+    assert lines[0].startswith("34 images: 1 duplicate clusters")
+    assert any(line.startswith("splits (resplit): ") for line in lines)

@@ -65,7 +65,10 @@ def read_manifest(root: Path) -> pd.DataFrame:
     frame = pd.read_csv(target, dtype=str, keep_default_na=False)
     missing = set(COLUMNS) - set(frame.columns)
     if missing:
-        raise ManifestError(f"{target} is missing columns {sorted(missing)}")
+        raise ManifestError(
+            f"{target} is missing columns {sorted(missing)}: it was written by an older "
+            "version of braintumor; re-run `braintumor data ingest SOURCE` to rebuild it"
+        )
     unknown = set(frame["label"]) - set(CLASS_NAMES)
     if unknown:
         raise ManifestError(f"{target} has unknown labels {sorted(unknown)}")

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from braintumor.integrity.audit import audit_folder
+from braintumor.integrity.audit import audit_folder, summary_lines
 from braintumor.integrity.policy import IntegrityPolicy, IntegrityPolicyError
 
 
@@ -35,19 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     except (IntegrityPolicyError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    figures = result.figures
-    print(f"splits ({policy.protocol}): {result.splits_csv}")
-    print(f"figures: {result.audit_json}")
-    if result.report_html:
-        print(f"report: {result.report_html}")
-    clusters, leakage = figures["clusters"], figures["leakage"]
-    print(
-        f"{clusters['clusters']} duplicate clusters, "
-        f"{clusters['redundant_images']} redundant images, "
-        f"{figures['label_conflicts']['clusters']} label conflicts, "
-        f"{leakage['testing_with_training_twin']}/{leakage['testing_images']} "
-        "Testing images with a Training twin"
-    )
+    for line in summary_lines(result):
+        print(line)
     return 0
 
 

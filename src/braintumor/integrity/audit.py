@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from braintumor.constants import PROTOCOL_OFFICIAL, PROTOCOL_RESPLIT, SPLITS_FIL
 from braintumor.integrity.dedup import Duplicates, find_duplicates
 from braintumor.integrity.figures import audit_figures
 from braintumor.integrity.policy import IntegrityPolicy
-from braintumor.integrity.verify import load_gray
+from braintumor.integrity.verify import load_gray, verification_image
 
 AUDIT_JSON = "audit.json"
 REPORT_HTML = "report.html"
@@ -49,11 +49,12 @@ def run_audit(
     loader: Callable[[Path], np.ndarray] = load_gray,
     html: bool = True,
     progress: Callable[[str], None] | None = None,
+    images: Mapping[str, np.ndarray] | None = None,
 ) -> AuditResult:
     """Audit the images of `manifest` (paths relative to `data_root`) and write the results.
 
     Both protocols' splits are computed (the figures compare them); `splits.csv` holds the
-    one `policy.protocol` names.
+    one `policy.protocol` names. `images` may hold verification images made earlier, by path.
     """
     from braintumor.integrity.splits import make_splits
 
@@ -72,6 +73,7 @@ def run_audit(
         policy,
         loader=loader,
         progress=lambda done, total: say(f"verified {done}/{total} candidate pairs"),
+        images=images,
     )
     timings["duplicates_s"] = round(time.perf_counter() - started, 2)
 
@@ -128,17 +130,63 @@ def audit_folder(
     say = progress or (lambda message: None)
     started = time.perf_counter()
     say(f"reading and hashing the images under {source}")
+    # Keep each image's small verification copy (16 KiB) so verification decodes nothing twice.
+    images: dict[str, np.ndarray] = {}
     manifest, rejected = manifest_from_folder(
-        Path(source), progress=lambda done, total: say(f"hashed {done}/{total} files")
+        Path(source),
+        progress=lambda done, total: say(f"hashed {done}/{total} files"),
+        on_image=lambda path, gray: images.__setitem__(path, verification_image(gray)),
     )
     hashing_s = round(time.perf_counter() - started, 2)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest.to_csv(out_dir / "manifest.csv", index=False, lineterminator="\n")
     rejected.to_csv(out_dir / "rejected.csv", index=False, lineterminator="\n")
-    result = run_audit(Path(source), manifest, policy, out_dir, html=html, progress=progress)
+    result = run_audit(
+        Path(source), manifest, policy, out_dir, html=html, progress=progress, images=images
+    )
     result.timings["hashing_s"] = hashing_s
     result.figures["rejected_files"] = rejected.to_dict(orient="records")
     result.figures["timings"] = result.timings
     result.audit_json.write_text(json.dumps(result.figures, indent=2) + "\n")
     return result
+
+
+def audit_data_root(
+    data_root: Path,
+    out_dir: Path,
+    policy: IntegrityPolicy | None = None,
+    html: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> AuditResult:
+    """Audit an ingested data root (`<data_root>/manifest.csv`, e.g. data/raw): the CLI's call.
+
+    Raises `data.manifest.ManifestError` with the command to run when the manifest is missing.
+    """
+    from braintumor.data.manifest import read_manifest
+
+    manifest = read_manifest(Path(data_root))
+    return run_audit(Path(data_root), manifest, policy, Path(out_dir), html=html, progress=progress)
+
+
+def summary_lines(result: AuditResult) -> list[str]:
+    """A few lines for a terminal: what was found and where the files are."""
+    figures = result.figures
+    clusters, leakage = figures["clusters"], figures["leakage"]
+    lines = [
+        f"{figures['images']['total']} images: {clusters['clusters']} duplicate clusters, "
+        f"{clusters['redundant_images']} redundant images, "
+        f"{figures['label_conflicts']['clusters']} label conflicts (quarantined)",
+    ]
+    if leakage["testing_images"]:
+        lines.append(
+            f"{leakage['testing_with_training_twin']}/{leakage['testing_images']} Testing images "
+            "have a Training twin"
+        )
+    if figures["shortcut"]["shortcut"]:
+        lines.append(figures["shortcut"]["summary"])
+    lines.append(f"splits ({figures['protocol']}): {result.splits_csv}")
+    lines.append(f"figures: {result.audit_json}")
+    if result.report_html:
+        lines.append(f"report: {result.report_html}")
+    return lines

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from braintumor.constants import CLASS_ALIASES, SOURCE_SPLITS, UNSPLIT
@@ -40,11 +41,13 @@ def _split_and_label(relative: Path) -> tuple[str, str] | None:
     return (split, canonical) if canonical else None
 
 
-def _row(root: Path, path: Path) -> dict:
+def _row(root: Path, path: Path, on_image: Callable[[str, np.ndarray], None] | None) -> dict:
     relative = path.relative_to(root)
     split, label = _split_and_label(relative)  # type: ignore[misc]
     data = path.read_bytes()
     decoded = decode_image(data)
+    if on_image is not None:
+        on_image(relative.as_posix(), decoded.pixels)
     return {
         "path": relative.as_posix(),
         "split": split,
@@ -64,6 +67,7 @@ def manifest_from_folder(
     root: Path,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    on_image: Callable[[str, np.ndarray], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(manifest, rejected) for the images under `root`.
 
@@ -72,6 +76,8 @@ def manifest_from_folder(
             folder per class.
         workers: decoding threads (decoding releases the GIL).
         progress: called with (files done, files in all) every 200 files.
+        on_image: called with (path, grayscale pixels) for every decoded image, e.g. to keep
+            what a later step needs without decoding the file again.
 
     Returns:
         The manifest (columns `data.manifest.COLUMNS`, sorted by path) and a table
@@ -94,7 +100,7 @@ def manifest_from_folder(
 
     def read(path: Path) -> dict:
         try:
-            return _row(root, path)
+            return _row(root, path, on_image)
         except ImageDecodeError as exc:
             return {"path": path.relative_to(root).as_posix(), "reason": str(exc)}
 

@@ -16,15 +16,16 @@ adjacent slices of one scan hash alike. Each candidate pair is therefore compare
 
 Pearson correlation ignores brightness and contrast changes. A pair is the same picture when
 its score is at least `DEFAULT_MIN_CORRELATION` (0.97). The threshold comes from the data: on
-the 5,846 candidate pairs of distinct images in the Kaggle set (pHash distance <= 8), scores
-split into two groups with nothing between 0.96 and 0.97 and 5 pairs in 0.95-0.98; pairs above
-looked like the same picture by eye (re-encoded, re-framed or resized copies), pairs below
-like adjacent slices or other scans (docs/integrity.md has the by-eye false-merge check).
+the 5,846 candidate pairs of distinct images in the Kaggle set (pHash distance <= 8), and on
+the 55,807 within distance 12, no pair scores between 0.954 and 0.977; the threshold sits in
+that gap. Pairs above it looked like the same picture by eye (re-encoded, re-framed, resized
+or retouched copies), pairs below like adjacent slices or other scans (docs/integrity.md has
+the by-eye false-merge check).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -52,8 +53,8 @@ _ANALYSIS_SIDE = 256
 # ECC settings, and the largest warp accepted as "the same picture moved a bit": more than
 # this is a registration that ran away on two different images.
 # Iteration caps: same pictures converge in a few steps, different ones use up the cap, so
-# the caps bound the cost (20/15 decide the 5,846 Kaggle candidates exactly as 50/50 do).
-_COARSE_ITERATIONS = 20
+# the caps bound the cost (10/15 decide the 5,846 Kaggle candidates exactly as 50/50 do).
+_COARSE_ITERATIONS = 10
 _FINE_ITERATIONS = 15
 _MAX_LINEAR_DEVIATION = 0.3  # |A - I| per entry of the 2x2 part
 _MAX_SHIFT_FRACTION = 0.2  # translation as a share of the side
@@ -202,6 +203,7 @@ def verify_pairs(
     loader: Callable[[Path], np.ndarray] = load_gray,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    images: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Score candidate pairs of images on disk.
 
@@ -213,6 +215,8 @@ def verify_pairs(
         loader: reads one image as grayscale uint8 (replaceable for tests).
         workers: threads (OpenCV releases the GIL while it decodes and registers).
         progress: called with (pairs done, pairs in all) after each batch of pairs.
+        images: verification images (`verification_image`) already made, by path; the
+            others are read with `loader`.
 
     Returns:
         One row per pair: `i, j, score, mirrored, same` (same: score >= min_correlation).
@@ -220,46 +224,40 @@ def verify_pairs(
     first, second = np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)
     if first.shape != second.shape:
         raise ValueError("first and second must hold one index per candidate pair")
-    needed = np.unique(np.concatenate([first, second]))
     opencv_threads = cv2.getNumThreads()
     # Small images: OpenCV's own threads cost more than they save; parallelise pairs instead.
     cv2.setNumThreads(1)
     try:
-        return _verify(
-            data_root, paths, first, second, needed, min_correlation, loader, workers, progress
-        )
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            ready = images or {}
+
+            def load(index: int) -> np.ndarray:
+                path = paths[index]
+                if path in ready:
+                    return ready[path]
+                return verification_image(loader(Path(data_root) / path))
+
+            needed = np.unique(np.concatenate([first, second])).tolist()
+            by_index = dict(zip(needed, pool.map(load, needed), strict=True))
+            scores = np.zeros(len(first), dtype=np.float64)
+            mirrored = np.zeros(len(first), dtype=bool)
+
+            def run(batch: np.ndarray) -> int:
+                for k in batch:
+                    scores[k], mirrored[k] = pair_score(
+                        by_index[int(first[k])], by_index[int(second[k])], min_correlation
+                    )
+                return len(batch)
+
+            done = 0
+            for finished in pool.map(
+                run, np.array_split(np.arange(len(first)), max(1, len(first) // 250))
+            ):
+                done += finished
+                if progress is not None:
+                    progress(done, len(first))
     finally:
         cv2.setNumThreads(opencv_threads)
-
-
-def _verify(data_root, paths, first, second, needed, min_correlation, loader, workers, progress):
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        images = dict(
-            zip(
-                needed.tolist(),
-                pool.map(
-                    lambda k: verification_image(loader(Path(data_root) / paths[k])),
-                    needed.tolist(),
-                ),
-                strict=True,
-            )
-        )
-        scores = np.zeros(len(first), dtype=np.float64)
-        mirrored = np.zeros(len(first), dtype=bool)
-        batches = np.array_split(np.arange(len(first)), max(1, len(first) // 250))
-
-        def run(batch: np.ndarray) -> np.ndarray:
-            for k in batch:
-                scores[k], mirrored[k] = pair_score(
-                    images[int(first[k])], images[int(second[k])], min_correlation
-                )
-            return batch
-
-        done = 0
-        for batch in pool.map(run, batches):
-            done += len(batch)
-            if progress is not None:
-                progress(done, len(first))
     return pd.DataFrame(
         {
             "i": first,
