@@ -22,7 +22,7 @@ export BENTOML_DO_NOT_TRACK ?= true
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND ?= tensorflow
 
-.PHONY: help setup data run test lint format browser clean-data
+.PHONY: help setup zenml data run test lint format browser clean-data
 
 help:
 	@echo "make run    set up, get the data, run the training pipeline ($(CONFIG))"
@@ -49,6 +49,16 @@ data: setup
 	$(BIN)/dvc add --quiet data/raw
 	$(BIN)/dvc repro
 	$(BIN)/dvc push --quiet || echo "dvc push failed: the data stays local (check 'dvc remote list')"
+
+# ZenML: this folder is the repository root (.zen); the store is ZenML's local SQLite one
+# unless ZENML_STORE_URL / ZENML_CONFIG_PATH point elsewhere (e.g. a ZenML server in CI).
+zenml: setup
+	$(BIN)/zenml init >/dev/null
+
+# The main job: data, then the training pipeline with $(CONFIG). The run's HTML report goes
+# to reports/; a model that passes the gate is promoted and packaged as a Bento.
+run: data zenml
+	$(BIN)/braintumor train --config $(CONFIG)
 
 lint: setup
 	$(BIN)/ruff check .
