@@ -1,0 +1,229 @@
+"""Package a trained model: write it into the BentoML model store with its card, and build
+the Bento (service + web page + model) from `bentofile.yaml`.
+
+Used by the pipeline's package step and by `braintumor package`. BentoML is imported inside
+the functions (it is slow to import and not needed by the rest of the library).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from braintumor.constants import MODEL_NAME
+from braintumor.serving.config import MODEL_TAG_ARGUMENT
+from braintumor.serving.metadata import ModelCard
+from braintumor.serving.predictor import CARD_FILE, MODEL_FILE, ONNX_FILE
+
+BENTOFILE = "bentofile.yaml"
+MODEL_TAG_ENV = "BRAINTUMOR_MODEL_TAG"
+
+logger = logging.getLogger(__name__)
+
+
+class PackagingError(RuntimeError):
+    """Packaging failed: a missing file, a model-store problem or a failed `bentoml build`."""
+
+
+def save_to_bentoml(
+    model: Any,
+    card: ModelCard,
+    onnx_path: str | Path | None = None,
+    name: str = MODEL_NAME,
+    labels: dict[str, str] | None = None,
+) -> str:
+    """Save a model and its card as a new version in the BentoML model store.
+
+    Args:
+        model: A `.keras` file path, or a Keras model (saved with `model.save`).
+        card: The model card, stored as the model's metadata and as `card.json`.
+        onnx_path: An ONNX export of the same model; when given, the service uses it.
+        name: Model-store name.
+        labels: Extra labels; `stage`, `backbone` and `model_version` are always set.
+
+    Returns:
+        The new model tag, `name:version`.
+    """
+    import bentoml
+
+    keras_path = Path(model) if isinstance(model, (str, Path)) else None
+    if keras_path is not None and (not keras_path.is_file() or keras_path.suffix != ".keras"):
+        raise PackagingError(f"{keras_path} is not a .keras file")
+    if onnx_path is not None and not Path(onnx_path).is_file():
+        raise PackagingError(f"ONNX file {onnx_path} does not exist")
+    all_labels = {
+        "stage": card.stage,
+        "backbone": card.backbone,
+        "model_version": str(card.model_version),
+        "onnx": "true" if onnx_path is not None else "false",
+        **(labels or {}),
+    }
+    with bentoml.models.create(name, labels=all_labels, metadata=card.to_metadata()) as stored:
+        target = Path(stored.path_of(MODEL_FILE))
+        if keras_path is not None:
+            shutil.copyfile(keras_path, target)
+        else:
+            model.save(target)
+        if onnx_path is not None:
+            shutil.copyfile(onnx_path, stored.path_of(ONNX_FILE))
+        Path(stored.path_of(CARD_FILE)).write_text(json.dumps(card.to_metadata(), indent=2))
+    return str(stored.tag)
+
+
+def load_card(model_tag: str) -> ModelCard:
+    """The card of a model-store entry."""
+    import bentoml
+
+    return ModelCard.from_metadata(bentoml.models.get(model_tag).info.metadata)
+
+
+def find_project_dir(start: str | Path | None = None) -> Path:
+    """The folder holding `bentofile.yaml`: `start` (default: the working directory) or one
+    of its parents, else the repository this library was installed from."""
+    candidates = [Path(start or Path.cwd()).resolve()]
+    candidates += list(candidates[0].parents)
+    candidates.append(Path(__file__).resolve().parents[3])
+    for folder in candidates:
+        if (folder / BENTOFILE).is_file():
+            return folder
+    raise PackagingError(
+        f"no {BENTOFILE} found from {candidates[0]} upwards: run from the project folder "
+        "or pass project_dir"
+    )
+
+
+def build_bento(
+    model_tag: str,
+    project_dir: str | Path | None = None,
+    version: str | None = None,
+    labels: dict[str, str] | None = None,
+    timeout_s: float = 600,
+) -> str:
+    """Build the Bento of `bentofile.yaml` for one model with `bentoml build`, labelled with
+    the model's version, stage and backbone (plus `labels`).
+
+    The model tag is resolved to its exact version and passed as the Bento argument
+    `model_tag`: the service's class-level `BentoModel` packages that version, and the Bento
+    serves it whatever "latest" is later. The build runs in a fresh process (a clean import of
+    the service) against the model store of `BENTOML_HOME`.
+
+    Returns:
+        The Bento tag, `brain_tumor_classifier:version`.
+    """
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    folder = find_project_dir(project_dir)
+    try:
+        stored = bentoml.models.get(model_tag)
+    except NotFound:
+        raise PackagingError(f"model {model_tag} is not in the BentoML model store") from None
+    card = ModelCard.from_metadata(stored.info.metadata)
+    all_labels = {
+        "model_version": str(card.model_version),
+        "stage": card.stage,
+        "backbone": card.backbone,
+        **(labels or {}),
+    }
+    command = [sys.executable, "-m", "bentoml", "build", str(folder), "--output", "tag"]
+    command += ["--arg", f"{MODEL_TAG_ARGUMENT}={stored.tag}"]
+    if version:
+        command += ["--version", version]
+    for key, value in all_labels.items():
+        command += ["--label", f"{key}={value}"]
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true"}
+    env.pop(MODEL_TAG_ENV, None)  # the argument decides
+    try:
+        result = subprocess.run(
+            command, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired:
+        raise PackagingError(f"bentoml build did not finish within {timeout_s:.0f} s") from None
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+        raise PackagingError(f"bentoml build failed (exit {result.returncode}):\n{tail}")
+    for line in reversed(result.stdout.splitlines()):
+        if line.startswith("__tag__:"):
+            return line.removeprefix("__tag__:").strip()
+    raise PackagingError(f"bentoml build printed no tag:\n{result.stdout[-2000:]}")
+
+
+def export_verified_onnx(
+    model: Any,
+    card: ModelCard,
+    folder: str | Path,
+    parity_inputs: np.ndarray | None = None,
+    atol: float = 1e-4,
+) -> Path | None:
+    """Export `model` (a Keras model or `.keras` path) to ONNX and check it against Keras.
+
+    Parity is checked on `parity_inputs` (real preprocessed images are best) plus seeded
+    random images of the card's input shape. Returns the file, or None (with a warning
+    logged) when export is impossible or the outputs differ by more than `atol`: the
+    service then serves the Keras model, slower but the same answers.
+    """
+    from braintumor.models.export import ExportError, check_onnx_parity, to_onnx
+    from braintumor.serving.predictor import load_keras_model
+
+    keras_model = load_keras_model(model) if isinstance(model, (str, Path)) else model
+    rng = np.random.default_rng(0)
+    inputs = rng.uniform(0, 255, size=(8, *card.input_shape)).astype(np.float32)
+    if parity_inputs is not None:
+        inputs = np.concatenate([np.asarray(parity_inputs, np.float32), inputs])
+    path = Path(folder) / ONNX_FILE
+    try:
+        to_onnx(keras_model, path)
+        worst = check_onnx_parity(keras_model, path, inputs, atol=atol)
+    except (ExportError, ImportError) as exc:
+        logger.warning("serving without ONNX (Keras backend): %s", exc)
+        return None
+    logger.info("ONNX export matches Keras within %.1e on %d images", worst, len(inputs))
+    return path
+
+
+def package_model(
+    model: Any,
+    card: ModelCard,
+    onnx: bool | str | Path = True,
+    parity_inputs: np.ndarray | None = None,
+    build: bool = True,
+    project_dir: str | Path | None = None,
+) -> tuple[str, str | None]:
+    """Save to the model store and (by default) build the Bento: `(model_tag, bento_tag)`.
+
+    This is what the pipeline's package step and `braintumor package` call.
+
+    Args:
+        model: A `.keras` file or a Keras model.
+        card: Its model card.
+        onnx: True exports and verifies an ONNX copy (the fast serving path); a path ships
+            an existing export; False ships Keras only.
+        parity_inputs: Preprocessed images (N, H, W, C) for the ONNX parity check.
+        build: Also build the Bento.
+        project_dir: Folder of bentofile.yaml (default: found from the working directory).
+    """
+    with tempfile.TemporaryDirectory(prefix="braintumor-onnx-") as scratch:
+        if onnx is True:
+            onnx_path = export_verified_onnx(model, card, scratch, parity_inputs)
+        else:
+            onnx_path = Path(onnx) if onnx else None
+        model_tag = save_to_bentoml(model, card, onnx_path=onnx_path)
+    if not build:
+        return model_tag, None
+    return model_tag, build_bento(model_tag, project_dir=project_dir)
+
+
+def export_bento_dir(bento_tag: str) -> Path:
+    """Folder of a built Bento in the store (bento.yaml, src/, models/, env/docker/)."""
+    import bentoml
+
+    return Path(bentoml.get(bento_tag).path)

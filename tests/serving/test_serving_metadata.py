@@ -1,0 +1,94 @@
+"""The model card and the serving configuration: validation at the edge, round trips."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from braintumor.preprocessing import PreprocessSpec
+from braintumor.serving.config import DEFAULT_REVIEW_THRESHOLD, ServingConfig
+from braintumor.serving.metadata import ModelCard
+from braintumor.serving.uploads import UploadLimits
+
+
+def card(**changes) -> ModelCard:
+    values = {
+        "preprocessing": PreprocessSpec(image_size=128, channels=1, variant="clahe").to_dict(),
+        "backbone": "custom_cnn",
+        "model_version": "3",
+    }
+    return ModelCard(**{**values, **changes})
+
+
+def test_card_round_trips_through_bentoml_style_metadata():
+    original = card(metrics={"weighted_f1": 0.93}, data_hash="abc", stage="staging")
+    metadata = original.to_metadata()
+    json.dumps(metadata)  # plain JSON types only
+    assert None not in metadata.values()  # BentoML refuses None in metadata
+    assert "git_commit" not in metadata
+    assert ModelCard.from_metadata(metadata) == original
+
+
+def test_card_gives_the_training_spec_back():
+    spec = card().spec
+    assert spec == PreprocessSpec(image_size=128, channels=1, variant="clahe")
+    assert card().input_shape == (128, 128, 1)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"preprocessing": {"image_size": 128, "colour": "red"}}, "unknown preprocessing"),
+        ({"preprocessing": {"variant": "sharpen"}}, "variant"),
+        ({"stage": "prod"}, "stage must be one of"),
+        ({"class_names": ("a", "a")}, "distinct"),
+        ({"metrics": {"weighted_f1": float("nan")}}, "finite"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"review_threshold": 0.1}, "between 1/4"),
+        ({"unexpected": 1}, "Extra inputs"),
+    ],
+)
+def test_card_refuses_bad_values_with_a_reason(changes, message):
+    with pytest.raises(ValidationError, match=message):
+        card(**changes)
+
+
+def test_config_defaults_and_environment():
+    assert ServingConfig.from_env({}) == ServingConfig()
+    config = ServingConfig.from_env(
+        {
+            "BRAINTUMOR_MODEL_TAG": "brain-tumor-classifier:abc",
+            "BRAINTUMOR_REVIEW_THRESHOLD": "0.8",
+            "BRAINTUMOR_BACKEND": "keras",
+            "BRAINTUMOR_WORKERS": "3",
+            "BRAINTUMOR_MAX_UPLOAD_BYTES": "1000",
+            "BRAINTUMOR_MAX_PIXELS": "50",
+            "BRAINTUMOR_MAX_REQUEST_BYTES": "5000",
+        }
+    )
+    assert config.model_tag == "brain-tumor-classifier:abc"
+    assert config.review_threshold == 0.8 and config.backend == "keras" and config.workers == 3
+    assert config.limits == UploadLimits(max_bytes=1000, max_pixels=50, max_request_bytes=5000)
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"BRAINTUMOR_BACKEND": "tensorrt"}, "BRAINTUMOR_BACKEND must be one of"),
+        ({"BRAINTUMOR_WORKERS": "0"}, "greater than or equal to 1"),
+        ({"BRAINTUMOR_MAX_PIXELS": "many"}, "BRAINTUMOR_MAX_PIXELS must be a whole number"),
+    ],
+)
+def test_config_refuses_bad_environment(env, message):
+    with pytest.raises(ValueError, match=message):
+        ServingConfig.from_env(env)
+
+
+def test_review_threshold_precedence_config_then_card_then_default():
+    assert ServingConfig().threshold_for(card()) == DEFAULT_REVIEW_THRESHOLD
+    assert ServingConfig().threshold_for(card(review_threshold=0.7)) == 0.7
+    assert ServingConfig(review_threshold=0.9).threshold_for(card(review_threshold=0.7)) == 0.9
+    with pytest.raises(ValueError, match="between 1/4"):
+        ServingConfig(review_threshold=0.2).threshold_for(card())

@@ -1,0 +1,125 @@
+"""Writing models into the BentoML model store (isolated home) with their card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from braintumor.serving.predictor import CARD_FILE, MODEL_FILE, ONNX_FILE, Predictor
+from braintumor.serving.store import (
+    PackagingError,
+    find_project_dir,
+    load_card,
+    package_model,
+    save_to_bentoml,
+)
+
+
+def test_saved_model_holds_model_onnx_card_and_labels(packaged, tiny_card):
+    import bentoml
+
+    stored = bentoml.models.get(packaged.tag)
+    assert packaged.tag.startswith("brain-tumor-classifier:")
+    assert {p.name for p in packaged.model_dir.iterdir()} >= {MODEL_FILE, ONNX_FILE, CARD_FILE}
+    assert stored.info.labels == {
+        "stage": "production",
+        "backbone": "tiny_cnn",
+        "model_version": "7",
+        "onnx": "true",
+    }
+    assert load_card(packaged.tag) == tiny_card
+    assert json.loads((packaged.model_dir / CARD_FILE).read_text()) == tiny_card.to_metadata()
+    assert stored.info.metadata["preprocessing"]["image_size"] == 64
+
+
+def test_saving_from_a_keras_file_serves_with_keras(packaged_keras_only):
+    assert not (packaged_keras_only.model_dir / ONNX_FILE).exists()
+    assert Predictor(packaged_keras_only.model_dir).backend == "keras"
+
+
+def test_each_save_is_a_new_version(bentoml_home, tiny_model, tiny_card, tmp_path):
+    path = tmp_path / "m.keras"
+    tiny_model.save(path)
+    first, _ = package_model(path, tiny_card, build=False)
+    second = save_to_bentoml(path, tiny_card, labels={"team": "neuro"})
+    assert first != second
+    import bentoml
+
+    assert bentoml.models.get(second).info.labels["team"] == "neuro"
+
+
+@pytest.mark.parametrize("bad", ["missing.keras", "model.h5"])
+def test_refuses_a_path_that_is_not_a_keras_file(bentoml_home, tiny_card, tmp_path, bad):
+    if bad.endswith(".h5"):
+        (tmp_path / bad).write_bytes(b"not keras")
+    with pytest.raises(PackagingError, match=r"is not a \.keras file"):
+        save_to_bentoml(tmp_path / bad, tiny_card)
+
+
+def test_refuses_a_missing_onnx_file(bentoml_home, tiny_model, tiny_card, tmp_path):
+    with pytest.raises(PackagingError, match="ONNX file"):
+        save_to_bentoml(tiny_model, tiny_card, onnx_path=tmp_path / "nope.onnx")
+
+
+def test_project_dir_is_found_from_a_subfolder(tmp_path):
+    (tmp_path / "bentofile.yaml").write_text("service: service:X\n")
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    assert find_project_dir(tmp_path / "a" / "b") == tmp_path
+    repo = Path(__file__).resolve().parents[2]
+    assert find_project_dir(repo / "tests") == repo
+
+
+def test_package_model_exports_and_verifies_onnx(
+    bentoml_home, tiny_model, tiny_card, sample_arrays
+):
+    import bentoml
+
+    x, _, _ = sample_arrays
+    tag, bento = package_model(tiny_model, tiny_card, parity_inputs=x[:4], build=False)
+    assert bento is None
+    folder = Path(bentoml.models.get(tag).path)
+    assert (folder / ONNX_FILE).is_file()
+    assert bentoml.models.get(tag).info.labels["onnx"] == "true"
+    assert Predictor(folder).backend == "onnx"
+
+
+def test_package_model_without_onnx(bentoml_home, tiny_model, tiny_card):
+    import bentoml
+
+    tag, _ = package_model(tiny_model, tiny_card, onnx=False, build=False)
+    assert not (Path(bentoml.models.get(tag).path) / ONNX_FILE).exists()
+    assert bentoml.models.get(tag).info.labels["onnx"] == "false"
+
+
+def test_failed_onnx_export_falls_back_to_keras_with_a_warning(
+    bentoml_home, tiny_model, tiny_card, monkeypatch, caplog
+):
+    import bentoml
+
+    from braintumor.models import export
+
+    def broken(model, path, **_):
+        raise export.ExportError("tf2onnx cannot convert this model")
+
+    monkeypatch.setattr(export, "to_onnx", broken)
+    with caplog.at_level("WARNING"):
+        tag, _ = package_model(tiny_model, tiny_card, build=False)
+    assert "serving without ONNX" in caplog.text and "cannot convert" in caplog.text
+    assert Predictor(Path(bentoml.models.get(tag).path)).backend == "keras"
+
+
+def test_onnx_that_disagrees_with_keras_is_not_shipped(
+    bentoml_home, tiny_model, tiny_card, tmp_path, monkeypatch
+):
+    import bentoml
+
+    from braintumor.models import export
+    from tests.serving.helpers import build_tiny_model
+
+    other = build_tiny_model()  # different random weights: different outputs
+    real_to_onnx = export.to_onnx
+    monkeypatch.setattr(export, "to_onnx", lambda model, path, **kw: real_to_onnx(other, path))
+    tag, _ = package_model(tiny_model, tiny_card, build=False)
+    assert not (Path(bentoml.models.get(tag).path) / ONNX_FILE).exists()
