@@ -103,6 +103,20 @@ def test_custom_cnn_keeps_one_channel_and_follows_the_research_blocks() -> None:
     assert any(isinstance(layer, keras.layers.Dropout) for layer in base.layers)
 
 
+def test_convs_per_block_can_differ_per_block() -> None:
+    model = build_classifier(
+        "custom_cnn",
+        input_shape=(32, 32, 1),
+        cnn=CnnSpec(filters=(8, 16, 32), convs_per_block=(1, 1, 2)),
+    )
+    convs = [
+        layer.name for layer in base_model(model).layers if isinstance(layer, keras.layers.Conv2D)
+    ]
+    assert convs == ["block1_conv1", "block2_conv1", "block3_conv1", "block3_conv2"]
+    with pytest.raises(ValueError, match="one per block"):
+        CnnSpec(filters=(8, 16), convs_per_block=(1, 2, 3))
+
+
 def test_head_is_configurable() -> None:
     model = build_classifier(
         "custom_cnn",

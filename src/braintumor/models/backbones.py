@@ -59,7 +59,7 @@ class CnnSpec:
     """The from-scratch network of the research: conv blocks of growing width."""
 
     filters: tuple[int, ...] = (32, 64, 128, 256)
-    convs_per_block: int = 2
+    convs_per_block: int | tuple[int, ...] = 2  # one number for all blocks, or one per block
     block_dropout: float = 0.1
     # Keras defaults to 0.99: on a few thousand images the moving variance then needs ~10
     # epochs to leave its initial 1.0, and validation collapses to one class until it does.
@@ -69,8 +69,12 @@ class CnnSpec:
     def __post_init__(self) -> None:
         if not self.filters or any(f < 1 for f in self.filters):
             raise ValueError(f"cnn filters must be positive integers, not {self.filters}")
-        if self.convs_per_block < 1:
-            raise ValueError(f"cnn convs_per_block must be >= 1, not {self.convs_per_block}")
+        counts = self.block_convs
+        if len(counts) != len(self.filters) or min(counts) < 1:
+            raise ValueError(
+                f"cnn convs_per_block must be >= 1, one number or one per block "
+                f"({len(self.filters)} blocks), not {self.convs_per_block}"
+            )
         if not 0.0 <= self.block_dropout < 1.0:
             raise ValueError(f"cnn block_dropout must be in [0, 1), not {self.block_dropout}")
         if self.input_normalization not in ("unit", "standardize"):
@@ -82,6 +86,12 @@ class CnnSpec:
             raise ValueError(
                 f"cnn batch_norm_momentum must be in (0, 1), not {self.batch_norm_momentum}"
             )
+
+    @property
+    def block_convs(self) -> tuple[int, ...]:
+        if isinstance(self.convs_per_block, int):
+            return (self.convs_per_block,) * len(self.filters)
+        return tuple(self.convs_per_block)
 
 
 BaseBuilder = Callable[[tuple[int, int, int], Any, CnnSpec], keras.Model]
@@ -117,8 +127,8 @@ def _application(factory_path: str) -> BaseBuilder:
 def _build_cnn_base(input_shape: tuple[int, int, int], weights: Any, cnn: CnnSpec) -> keras.Model:
     inputs = keras.Input(shape=input_shape, name="cnn_input")
     x = inputs
-    for block, filters in enumerate(cnn.filters, start=1):
-        for conv in range(1, cnn.convs_per_block + 1):
+    for block, (filters, convs) in enumerate(zip(cnn.filters, cnn.block_convs, strict=True), 1):
+        for conv in range(1, convs + 1):
             x = keras.layers.Conv2D(
                 filters, 3, padding="same", use_bias=False, name=f"block{block}_conv{conv}"
             )(x)

@@ -48,7 +48,7 @@ class CnnConfig(_Strict):
     """The from-scratch `custom_cnn` (ignored by the other backbones)."""
 
     filters: tuple[int, ...] = (32, 64, 128, 256)
-    convs_per_block: int = Field(2, ge=1)
+    convs_per_block: int | tuple[int, ...] = 2  # one number, or one per block
     block_dropout: float = Field(0.1, ge=0, lt=1)
     batch_norm_momentum: float = Field(0.9, gt=0, lt=1)
     input_normalization: Literal["unit", "standardize"] = "unit"
