@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import keras
@@ -168,3 +169,13 @@ def test_checkpoint_dir_is_created(tmp_path: Path, data) -> None:
     target = tmp_path / "deep" / "run"
     train_model(small_config(epochs=1), data, progress=None, checkpoint_dir=target)
     assert (target / "best.weights.h5").stat().st_size > 0
+
+
+def test_cosine_schedule_decays_the_rate_every_epoch_with_warmup(data) -> None:
+    config = small_config(epochs=4, lr_schedule="cosine", warmup_epochs=1)
+    result = train_model(config, data, progress=None)
+    rates = result.history["learning_rate"]
+    assert len(rates) == result.epochs_run == 4
+    assert rates[0] == pytest.approx(1e-2, rel=0.05)  # warm-up reaches the target rate
+    assert all(later < earlier for earlier, later in itertools.pairwise(rates))
+    assert rates[-1] < 0.2 * rates[0]

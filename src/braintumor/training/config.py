@@ -137,6 +137,10 @@ class TrainingConfig(_Strict):
     balancing: BalancingConfig = BalancingConfig()
     augmentation: AugmentationConfig = AugmentationConfig()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    # plateau: constant rate, reduced on validation-loss plateaus (reduce_lr); cosine: decays to
+    # zero over each phase (after warmup_epochs), which copes better with a noisy val loss.
+    lr_schedule: Literal["plateau", "cosine"] = "plateau"
+    warmup_epochs: int = Field(0, ge=0)
     reduce_lr: ReduceLRConfig = ReduceLRConfig()
     seed: int = 42
     deterministic: bool = False  # TF op determinism: reproducible to the bit, slower

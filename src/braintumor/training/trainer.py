@@ -135,20 +135,25 @@ def _callbacks(config: TrainingConfig, phase: str, tracker, progress: ProgressFn
             if progress is not None:
                 progress(report)
 
-    return [
+    callbacks = [
         keras.callbacks.EarlyStopping(
             monitor="val_loss",
             patience=config.early_stopping.patience,
             min_delta=config.early_stopping.min_delta,
         ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss",
-            factor=config.reduce_lr.factor,
-            patience=config.reduce_lr.patience,
-            min_lr=config.reduce_lr.min_lr,
-        ),
         _Progress(),
     ]
+    if config.lr_schedule == "plateau":  # a cosine schedule sets the rate itself
+        callbacks.insert(
+            1,
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=config.reduce_lr.factor,
+                patience=config.reduce_lr.patience,
+                min_lr=config.reduce_lr.min_lr,
+            ),
+        )
+    return callbacks
 
 
 class _BestTracker:
@@ -188,7 +193,26 @@ def _dtype_policy(policy: str):
         keras.config.set_dtype_policy(previous)
 
 
-def make_optimizer(name: str, learning_rate: float, weight_decay: float = 0.0):
+def learning_rate_for(
+    schedule: str, learning_rate: float, epochs: int, steps: int, warmup_epochs: int = 0
+):
+    """A constant rate (reduced on plateaus by a callback) or a cosine decay to zero over the
+    phase, after an optional linear warm-up."""
+    import keras
+
+    if schedule == "plateau":
+        return learning_rate
+    warmup = min(warmup_epochs, max(epochs - 1, 0)) * steps
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=learning_rate if warmup == 0 else learning_rate * 0.1,
+        decay_steps=max(epochs * steps - warmup, 1),
+        alpha=0.0,
+        warmup_target=learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0):
     import keras
 
     if name == "adam":
@@ -300,10 +324,13 @@ def train_model(
     with _dtype_policy(runtime.dtype_policy), strategy.scope():
         model = build_model(config, num_classes)
 
-    def compile_for(learning_rate: float) -> None:
+    def compile_for(learning_rate: float, epochs: int) -> None:
+        rate = learning_rate_for(
+            config.lr_schedule, learning_rate, epochs, steps, config.warmup_epochs
+        )
         with strategy.scope():
             model.compile(
-                optimizer=make_optimizer(config.optimizer, learning_rate, config.weight_decay),
+                optimizer=make_optimizer(config.optimizer, rate, config.weight_decay),
                 loss=loss,
                 metrics=["accuracy"],
                 jit_compile=config.jit_compile,
@@ -325,7 +352,7 @@ def train_model(
             freeze_base(model)
         elif phase == "fine_tune":
             set_trainable_top(model, config.fine_tune.unfreeze_top_layers)
-        compile_for(learning_rate)
+        compile_for(learning_rate, epochs)
         history = model.fit(
             train_ds,
             steps_per_epoch=steps,
