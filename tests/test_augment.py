@@ -86,6 +86,7 @@ def test_geometry_keeps_the_centre_and_fills_black() -> None:
         {"blur_probability": 1.0},
         {"noise_std": 0.05},
         {"resolution_probability": 1.0, "resolution_min_scale": 0.3},
+        {"intensity_curve_probability": 1.0},
     ],
 )
 def test_each_intensity_augmentation_changes_pixels(change: dict) -> None:
@@ -101,3 +102,17 @@ def test_blur_and_resolution_remove_fine_detail() -> None:
         out = run(dataclasses.replace(OFF, **change), x)
         # High-frequency energy (neighbour differences) drops.
         assert np.abs(np.diff(out, axis=2)).mean() < 0.9 * np.abs(np.diff(x, axis=2)).mean()
+
+
+def test_intensity_curve_keeps_black_background_and_remaps_tissue() -> None:
+    x = batch(8)
+    spec = dataclasses.replace(OFF, intensity_curve_probability=1.0, intensity_curve_points=4)
+    out = run(spec, x)
+    np.testing.assert_array_equal(out[x == 0], 0.0)  # the background stays black
+    assert out.min() >= 0 and out.max() <= 255
+    # Each image gets its own curve: one grey level maps to different values across images.
+    level = np.full((8, 4, 4, 1), 120.0, np.float32)
+    mapped = run(spec, level)[:, 0, 0, 0]
+    assert len(np.unique(np.round(mapped, 3))) == 8
+    # A curve is a function of the grey level: equal inputs give equal outputs in one image.
+    assert np.ptp(run(spec, level)[0]) == 0.0

@@ -34,6 +34,10 @@ class AugmentSpec:
     noise_std: float = 0.0  # Gaussian noise, std uniform in [0, n] * 255
     resolution_probability: float = 0.0
     resolution_min_scale: float = 0.35  # down-sample to scale uniform [m, 1], then back up
+    # Random intensity curve (black stays black): tissue contrast changes as between MRI
+    # sequences (T1/T2/FLAIR) and scanners, so the model cannot lean on one sequence's look.
+    intensity_curve_probability: float = 0.0
+    intensity_curve_points: int = 5
 
     @property
     def geometric(self) -> bool:
@@ -44,6 +48,7 @@ class AugmentSpec:
 _FLIP_H, _FLIP_V, _ANGLE, _ZOOM, _SHIFT = 1, 2, 3, 4, 5
 _BRIGHT, _CONTRAST, _GAMMA, _BLUR, _BLUR_MIX = 6, 7, 8, 9, 10
 _NOISE_STD, _NOISE, _RES, _RES_SCALE = 11, 12, 13, 14
+_CURVE, _CURVE_POINTS = 15, 16
 
 
 def _uniform(seed: tf.Tensor, stream: int, shape, low: float, high: float) -> tf.Tensor:
@@ -78,6 +83,8 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, spec: AugmentSpec) -> tf.T
         x = _resolution(x, seed, spec)
     if spec.blur_probability > 0:
         x = _blur(x, seed, spec)
+    if spec.intensity_curve_probability > 0:
+        x = _intensity_curve(x, seed, spec)
     if spec.brightness > 0:
         x = (
             x
@@ -161,3 +168,24 @@ def _resolution(x: tf.Tensor, seed: tf.Tensor, spec: AugmentSpec) -> tf.Tensor:
     degraded = tf.image.resize(tf.image.resize(x, small, method="area"), size, method="bilinear")
     chosen = _uniform(seed, _RES, (batch,), 0.0, 1.0) < spec.resolution_probability
     return tf.where(_per_image(chosen), degraded, x)
+
+
+def _intensity_curve(x: tf.Tensor, seed: tf.Tensor, spec: AugmentSpec) -> tf.Tensor:
+    """Map intensities through a random piecewise-linear curve through (0, 0).
+
+    The other control points are drawn uniformly in [0.05, 1], unsorted, so a curve may be
+    monotone (a gamma-like change) or not (dark tissue turns bright, as CSF does from T1 to T2).
+    """
+    batch = tf.shape(x)[0]
+    points = max(2, spec.intensity_curve_points)
+    values = _uniform(seed, _CURVE_POINTS, (batch, points - 1), 0.05, 1.0)
+    curve = tf.concat([tf.zeros((batch, 1)), values], axis=1) * 255.0  # (batch, points)
+    position = tf.clip_by_value(x, 0.0, 255.0) / 255.0 * (points - 1)
+    low = tf.minimum(tf.floor(position), points - 2)
+    fraction = position - low
+    flat_low = tf.reshape(tf.cast(low, tf.int32), (batch, -1))
+    left = tf.reshape(tf.gather(curve, flat_low, batch_dims=1), tf.shape(x))
+    right = tf.reshape(tf.gather(curve, flat_low + 1, batch_dims=1), tf.shape(x))
+    mapped = left + fraction * (right - left)
+    chosen = _uniform(seed, _CURVE, (batch,), 0.0, 1.0) < spec.intensity_curve_probability
+    return tf.where(_per_image(chosen), mapped, x)

@@ -99,6 +99,8 @@ class AugmentationConfig(_Strict):
     noise_std: float = Field(0.0, ge=0, le=0.5)
     resolution_probability: float = Field(0.0, ge=0, le=1)
     resolution_min_scale: float = Field(0.35, gt=0, le=1)
+    intensity_curve_probability: float = Field(0.0, ge=0, le=1)
+    intensity_curve_points: int = Field(5, ge=2, le=64)
 
     def spec(self) -> AugmentSpec | None:
         if not self.enabled:
