@@ -259,3 +259,31 @@ def test_standardize_makes_the_cnn_blind_to_global_brightness_and_contrast() -> 
     )
     with pytest.raises(ValueError, match="input_normalization"):
         CnnSpec(input_normalization="zscore")
+
+
+def test_from_scratch_backbones_get_the_faster_batch_norm_momentum(tmp_path: Path) -> None:
+    scratch = build_classifier(
+        "mobilenetv2", input_shape=(32, 32, 3), cnn=CnnSpec(batch_norm_momentum=0.8)
+    )
+    norms = [
+        layer
+        for layer in base_model(scratch).layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert norms and all(layer.momentum == 0.8 for layer in norms)
+    path = tmp_path / "m.keras"
+    scratch.save(path)
+    again = keras.saving.load_model(path)
+    assert all(
+        layer.momentum == 0.8
+        for layer in base_model(again).layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    )
+    file = tmp_path / "base.weights.h5"
+    base_model(scratch).save_weights(file)
+    pretrained = build_classifier("mobilenetv2", input_shape=(32, 32, 3), weights=file)
+    assert all(
+        layer.momentum == 0.999
+        for layer in base_model(pretrained).layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    )

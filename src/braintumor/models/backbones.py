@@ -61,8 +61,9 @@ class CnnSpec:
     filters: tuple[int, ...] = (32, 64, 128, 256)
     convs_per_block: int | tuple[int, ...] = 2  # one number for all blocks, or one per block
     block_dropout: float = 0.1
-    # Keras defaults to 0.99: on a few thousand images the moving variance then needs ~10
-    # epochs to leave its initial 1.0, and validation collapses to one class until it does.
+    # Also applied to any backbone trained from scratch (weights null). Keras defaults to
+    # 0.99: on a few thousand images the moving variance then needs ~10 epochs to leave its
+    # initial 1.0, and validation collapses to one class until it does.
     batch_norm_momentum: float = 0.9
     input_normalization: str = "unit"  # or "standardize": per-image mean/std (see layers)
 
@@ -303,7 +304,13 @@ def _build_base(
     entry: Backbone, base_shape: tuple[int, int, int], weights: str | Path | None, cnn: CnnSpec
 ) -> keras.Model:
     if weights is None:
-        return entry.build_base(base_shape, None, cnn)
+        base = entry.build_base(base_shape, None, cnn)
+        # Trained from scratch: Keras applications use momentum 0.99-0.999, too slow for a few
+        # thousand images (see CnnSpec.batch_norm_momentum); pretrained bases keep theirs.
+        for layer in base.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = cnn.batch_norm_momentum
+        return base
     if str(weights) == IMAGENET:
         if not entry.pretrained:
             raise BackboneWeightsError(
