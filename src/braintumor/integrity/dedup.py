@@ -63,7 +63,7 @@ def _hashes(manifest: pd.DataFrame) -> dict[str, np.ndarray]:
     if missing:
         raise ManifestHashError(
             f"the manifest lacks the fingerprint columns {missing}: re-run "
-            "`braintumor data ingest` (or integrity.scan.manifest_from_folder) to compute them"
+            "`braintumor data ingest SOURCE` to compute them"
         )
     return {column: hex_to_uint64(manifest[column]) for column in HASH_COLUMNS}
 
