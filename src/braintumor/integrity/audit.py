@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,12 +53,11 @@ def run_audit(
     loader: Callable[[Path], np.ndarray] = load_gray,
     html: bool = True,
     progress: Callable[[str], None] | None = None,
-    images: Mapping[str, np.ndarray] | None = None,
 ) -> AuditResult:
     """Audit the images of `manifest` (paths relative to `data_root`) and write the results.
 
     Both protocols' splits are computed (the figures compare them); `splits.csv` holds the
-    one `policy.protocol` names. `images` may hold verification images made earlier, by path.
+    one `policy.protocol` names.
     """
     from braintumor.integrity.splits import make_splits
 
@@ -77,7 +76,6 @@ def run_audit(
         policy,
         loader=loader,
         progress=lambda done, total: say(f"verified {done}/{total} candidate pairs"),
-        images=images,
     )
     timings["duplicates_s"] = round(time.perf_counter() - started, 2)
 
