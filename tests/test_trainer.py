@@ -168,3 +168,27 @@ def test_checkpoint_dir_is_created(tmp_path: Path, data) -> None:
     target = tmp_path / "deep" / "run"
     train_model(small_config(epochs=1), data, progress=None, checkpoint_dir=target)
     assert (target / "best.weights.h5").stat().st_size > 0
+
+
+def test_one_cycle_schedule_warms_up_then_anneals_and_runs_every_epoch(data) -> None:
+    from braintumor.training.trainer import learning_rate
+
+    config = small_config(
+        epochs=6,
+        lr_schedule={"kind": "onecycle", "warmup_fraction": 0.25},
+        early_stopping={"patience": 0},
+    )
+    schedule = learning_rate(config, 1e-2, total_steps=100)
+    rates = [float(schedule(step)) for step in range(101)]
+    assert rates[0] == pytest.approx(1e-2 / 25)
+    assert max(rates) == pytest.approx(1e-2) and int(np.argmax(rates)) == 25
+    assert np.all(np.diff(rates[:26]) >= -1e-12)  # warm-up: rising
+    assert np.all(np.diff(rates[25:]) <= 1e-12)  # annealing: falling
+    assert rates[100] < 1e-5
+    assert learning_rate(small_config(), 1e-3, 100) == 1e-3  # plateau: a plain rate
+
+    reports: list[EpochReport] = []
+    result = train_model(config, data, progress=reports.append)
+    assert result.epochs_run == 6  # no early stopping
+    seen = [r.metrics["learning_rate"] for r in reports]
+    assert seen[-1] < seen[1] and max(seen) > seen[0]

@@ -135,20 +135,41 @@ def _callbacks(config: TrainingConfig, phase: str, tracker, progress: ProgressFn
             if progress is not None:
                 progress(report)
 
-    return [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss",
-            patience=config.early_stopping.patience,
-            min_delta=config.early_stopping.min_delta,
-        ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss",
-            factor=config.reduce_lr.factor,
-            patience=config.reduce_lr.patience,
-            min_lr=config.reduce_lr.min_lr,
-        ),
-        _Progress(),
-    ]
+    callbacks: list[Any] = [_Progress()]
+    if config.early_stopping.patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=config.early_stopping.patience,
+                min_delta=config.early_stopping.min_delta,
+            )
+        )
+    if config.lr_schedule.kind == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=config.reduce_lr.factor,
+                patience=config.reduce_lr.patience,
+                min_lr=config.reduce_lr.min_lr,
+            )
+        )
+    return callbacks
+
+
+def learning_rate(config: TrainingConfig, peak: float, total_steps: int) -> Any:
+    """A float (plateau) or a one-cycle schedule over `total_steps` (see ScheduleConfig)."""
+    import keras
+
+    if config.lr_schedule.kind == "plateau":
+        return peak
+    warmup = max(1, round(config.lr_schedule.warmup_fraction * total_steps))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak / 25.0,
+        decay_steps=max(1, total_steps - warmup),
+        alpha=1e-4,
+        warmup_target=peak,
+        warmup_steps=warmup,
+    )
 
 
 class _BestTracker:
@@ -300,10 +321,10 @@ def train_model(
     with _dtype_policy(runtime.dtype_policy), strategy.scope():
         model = build_model(config, num_classes)
 
-    def compile_for(learning_rate: float) -> None:
+    def compile_for(rate: Any) -> None:
         with strategy.scope():
             model.compile(
-                optimizer=make_optimizer(config.optimizer, learning_rate, config.weight_decay),
+                optimizer=make_optimizer(config.optimizer, rate, config.weight_decay),
                 loss=loss,
                 metrics=["accuracy"],
                 jit_compile=config.jit_compile,
@@ -320,12 +341,12 @@ def train_model(
 
     start = time.perf_counter()
     epoch = 0
-    for phase, epochs, learning_rate in phases:
+    for phase, epochs, peak in phases:
         if phase == "head":
             freeze_base(model)
         elif phase == "fine_tune":
             set_trainable_top(model, config.fine_tune.unfreeze_top_layers)
-        compile_for(learning_rate)
+        compile_for(learning_rate(config, peak, epochs * steps))
         history = model.fit(
             train_ds,
             steps_per_epoch=steps,
