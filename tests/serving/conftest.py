@@ -120,17 +120,16 @@ def served_bento(built_bento, tiny_model, tiny_card, tmp_path_factory):
     A decoy version is saved after the build, so "latest" in the model store is another
     model: the Bento must still serve the one it was built with.
     """
+    from braintumor.serving.local import start_bento, stop_bento
     from braintumor.serving.store import save_to_bentoml
-    from tests.serving.helpers import free_port, start_server, stop_server
 
     save_to_bentoml(tiny_model, tiny_card.model_copy(update={"model_version": "decoy"}))
 
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRAINTUMOR_")}
     env.update({"BRAINTUMOR_WORKERS": "1", "BRAINTUMOR_MAX_UPLOAD_BYTES": "300000"})
-    port = free_port()
-    process = start_server(built_bento, port, env, log)
+    server = start_bento(built_bento, env=env, log=log)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server.url
     finally:
-        stop_server(process)
+        stop_bento(server)
