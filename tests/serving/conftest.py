@@ -133,3 +133,12 @@ def served_bento(built_bento, tiny_model, tiny_card, tmp_path_factory):
         yield server.url
     finally:
         stop_bento(server)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_bentoml_home():
+    """The throwaway BentoML home goes when the session ends."""
+    yield
+    import shutil
+
+    shutil.rmtree(_HOME, ignore_errors=True)
