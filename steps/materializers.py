@@ -31,6 +31,8 @@ class KerasModelMaterializer(BaseMaterializer):
         with self.get_temporary_directory(delete_at_exit=True) as temp_dir:
             local = os.path.join(temp_dir, MODEL_FILE)
             data.save(local)
+            if not fileio.exists(self.uri):
+                fileio.makedirs(self.uri)
             fileio.copy(local, os.path.join(self.uri, MODEL_FILE), overwrite=True)
 
     def load(self, data_type: type[Any]) -> keras.Model:

@@ -215,3 +215,23 @@ def test_saved_model_reloads_in_safe_mode_with_identical_predictions(tmp_path: P
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(again(x)), atol=1e-6
     )
+
+
+def test_standardize_makes_the_cnn_blind_to_global_brightness_and_contrast() -> None:
+    model = build_classifier(
+        "custom_cnn", input_shape=(32, 32, 1), cnn=CnnSpec(input_normalization="standardize")
+    )
+    layer = model.get_layer("normalization")
+    assert layer.mode == "standardize"
+    x = np.random.default_rng(0).uniform(0, 120, (2, 32, 32, 1)).astype("float32")
+    out = keras.ops.convert_to_numpy(layer(x))
+    np.testing.assert_allclose(out.mean(axis=(1, 2, 3)), 0, atol=1e-4)
+    np.testing.assert_allclose(out.std(axis=(1, 2, 3)), 1, atol=1e-3)
+    other_scanner = 1.8 * x + 20  # brighter, more contrast
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(other_scanner)),
+        keras.ops.convert_to_numpy(model(x)),
+        atol=1e-4,
+    )
+    with pytest.raises(ValueError, match="input_normalization"):
+        CnnSpec(input_normalization="zscore")

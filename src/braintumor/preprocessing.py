@@ -37,7 +37,9 @@ class PreprocessSpec:
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
-            raise ValueError(f"preprocessing variant must be one of {VARIANTS}, not {self.variant!r}")
+            raise ValueError(
+                f"preprocessing variant must be one of {VARIANTS}, not {self.variant!r}"
+            )
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, not {self.channels}")
         if self.image_size < 16:
@@ -67,7 +69,9 @@ def apply_clahe(gray: np.ndarray, clip_limit: float = 2.0, tile_grid: int = 8) -
     return clahe.apply(np.ascontiguousarray(gray, dtype=np.uint8))
 
 
-def head_bounding_box(gray: np.ndarray, threshold: int = HEAD_THRESHOLD) -> tuple[int, int, int, int]:
+def head_bounding_box(
+    gray: np.ndarray, threshold: int = HEAD_THRESHOLD
+) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) of the pixels above `threshold`; the whole image if none."""
     mask = gray > threshold
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))

@@ -61,6 +61,10 @@ class CnnSpec:
     filters: tuple[int, ...] = (32, 64, 128, 256)
     convs_per_block: int = 2
     block_dropout: float = 0.1
+    # Keras defaults to 0.99: on a few thousand images the moving variance then needs ~10
+    # epochs to leave its initial 1.0, and validation collapses to one class until it does.
+    batch_norm_momentum: float = 0.9
+    input_normalization: str = "unit"  # or "standardize": per-image mean/std (see layers)
 
     def __post_init__(self) -> None:
         if not self.filters or any(f < 1 for f in self.filters):
@@ -69,6 +73,15 @@ class CnnSpec:
             raise ValueError(f"cnn convs_per_block must be >= 1, not {self.convs_per_block}")
         if not 0.0 <= self.block_dropout < 1.0:
             raise ValueError(f"cnn block_dropout must be in [0, 1), not {self.block_dropout}")
+        if self.input_normalization not in ("unit", "standardize"):
+            raise ValueError(
+                f"cnn input_normalization must be 'unit' or 'standardize', "
+                f"not {self.input_normalization!r}"
+            )
+        if not 0.0 < self.batch_norm_momentum < 1.0:
+            raise ValueError(
+                f"cnn batch_norm_momentum must be in (0, 1), not {self.batch_norm_momentum}"
+            )
 
 
 BaseBuilder = Callable[[tuple[int, int, int], Any, CnnSpec], keras.Model]
@@ -109,7 +122,9 @@ def _build_cnn_base(input_shape: tuple[int, int, int], weights: Any, cnn: CnnSpe
             x = keras.layers.Conv2D(
                 filters, 3, padding="same", use_bias=False, name=f"block{block}_conv{conv}"
             )(x)
-            x = keras.layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
+            x = keras.layers.BatchNormalization(
+                momentum=cnn.batch_norm_momentum, name=f"block{block}_bn{conv}"
+            )(x)
             x = keras.layers.Activation("relu", name=f"block{block}_relu{conv}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
         if cnn.block_dropout > 0:
@@ -203,7 +218,8 @@ def build_classifier(
     x = inputs
     if input_shape[2] != base_channels:
         x = RepeatChannels(base_channels, name="repeat_channels")(x)
-    x = BackboneNormalization(entry.normalization, name="normalization")(x)
+    mode = cnn.input_normalization if entry.name == "custom_cnn" else entry.normalization
+    x = BackboneNormalization(mode, name="normalization")(x)
     x = base(x)
     pool = (
         keras.layers.GlobalAveragePooling2D

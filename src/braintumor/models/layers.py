@@ -18,7 +18,7 @@ _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
 _TORCH_STD_RGB = (0.229, 0.224, 0.225)
 
-NORMALIZATION_MODES: tuple[str, ...] = ("caffe", "tf", "torch", "unit", "none")
+NORMALIZATION_MODES: tuple[str, ...] = ("caffe", "tf", "torch", "unit", "standardize", "none")
 
 
 @keras.saving.register_keras_serializable(package="braintumor")
@@ -30,6 +30,8 @@ class BackboneNormalization(keras.layers.Layer):
     - ``tf``: scale to [-1, 1] (InceptionV3, MobileNetV2).
     - ``torch``: scale to [0, 1], then ImageNet mean/std per channel (DenseNet121).
     - ``unit``: scale to [0, 1] (the from-scratch CNN).
+    - ``standardize``: per image, subtract its mean and divide by its standard deviation, so
+      scans with other brightness and contrast (other scanners, other sources) look alike.
     - ``none``: pass through (EfficientNet normalises inside its own graph).
     """
 
@@ -50,6 +52,10 @@ class BackboneNormalization(keras.layers.Layer):
             return x / 255.0
         if self.mode == "tf":
             return x / 127.5 - 1.0
+        if self.mode == "standardize":
+            mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+            std = ops.std(x, axis=(1, 2, 3), keepdims=True)
+            return (x - mean) / ops.maximum(std, 1.0)
         if channels != 3:
             raise ValueError(f"normalization mode {self.mode!r} needs 3 channels, got {channels}")
         if self.mode == "caffe":

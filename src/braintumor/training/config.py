@@ -50,6 +50,8 @@ class CnnConfig(_Strict):
     filters: tuple[int, ...] = (32, 64, 128, 256)
     convs_per_block: int = Field(2, ge=1)
     block_dropout: float = Field(0.1, ge=0, lt=1)
+    batch_norm_momentum: float = Field(0.9, gt=0, lt=1)
+    input_normalization: Literal["unit", "standardize"] = "unit"
 
     def spec(self) -> CnnSpec:
         return CnnSpec(**self.model_dump())
@@ -138,7 +140,9 @@ class TrainingConfig(_Strict):
     reduce_lr: ReduceLRConfig = ReduceLRConfig()
     seed: int = 42
     deterministic: bool = False  # TF op determinism: reproducible to the bit, slower
-    mixed_precision: Literal["auto", "on", "off"] = "auto"  # auto: on when a GPU is present
+    # auto: float16 compute when a GPU is present; bfloat16: for CPUs with native bf16
+    # (AVX512_BF16/AMX), about 1.7x faster training there, slower on CPUs without it.
+    mixed_precision: Literal["auto", "on", "off", "bfloat16"] = "auto"
     distribute: Literal["auto", "off"] = "auto"  # auto: MirroredStrategy over >1 GPU
     jit_compile: bool = False  # XLA; compiling costs minutes on CPU, can pay off on GPU
 

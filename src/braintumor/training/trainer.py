@@ -42,14 +42,24 @@ class Runtime:
     """Where and how the model computes."""
 
     gpus: int
-    mixed_precision: bool
+    dtype_policy: str  # "float32", "mixed_float16" or "mixed_bfloat16"
     mirrored: bool
+
+    @property
+    def mixed_precision(self) -> bool:
+        return self.dtype_policy != "float32"
 
 
 def choose_runtime(gpus: int, mixed_precision: str = "auto", distribute: str = "auto") -> Runtime:
-    """Mixed precision when a GPU is present (or forced on); mirroring over more than one GPU."""
-    use_mixed = mixed_precision == "on" or (mixed_precision == "auto" and gpus > 0)
-    return Runtime(gpus, use_mixed, distribute == "auto" and gpus > 1)
+    """float16 mixed precision when a GPU is present (or forced on), bfloat16 on request;
+    mirroring over more than one GPU."""
+    if mixed_precision == "bfloat16":
+        policy = "mixed_bfloat16"
+    elif mixed_precision == "on" or (mixed_precision == "auto" and gpus > 0):
+        policy = "mixed_float16"
+    else:
+        policy = "float32"
+    return Runtime(gpus, policy, distribute == "auto" and gpus > 1)
 
 
 @dataclass(frozen=True)
@@ -167,11 +177,11 @@ class _BestTracker:
 
 
 @contextmanager
-def _dtype_policy(mixed: bool):
+def _dtype_policy(policy: str):
     import keras
 
     previous = keras.config.dtype_policy().name
-    keras.config.set_dtype_policy("mixed_float16" if mixed else "float32")
+    keras.config.set_dtype_policy(policy)
     try:
         yield
     finally:
@@ -287,7 +297,7 @@ def train_model(
         checkpoint = Path(checkpoint_dir) / "best.weights.h5"
     tracker = _BestTracker(checkpoint)
 
-    with _dtype_policy(runtime.mixed_precision), strategy.scope():
+    with _dtype_policy(runtime.dtype_policy), strategy.scope():
         model = build_model(config, num_classes)
 
     def compile_for(learning_rate: float) -> None:

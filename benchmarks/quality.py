@@ -1,0 +1,251 @@
+"""Quality benchmark: train the `cpu` profile on the real dataset and score it honestly.
+
+For each protocol it trains on the kept `train` rows of a leakage-free splits table (from the
+integrity step), early-stops on `val`, and scores `test`:
+- `resplit`: a grouped, stratified re-split of all images (no duplicate cluster straddles).
+- `official`: the dataset's Testing split purged of every image with a Training twin; what is
+  left comes mostly from other sources, so its per-class recall measures generalisation.
+
+Writes `benchmarks/results/quality.json`: per protocol the weighted F1 with its bootstrap 95%
+CI, macro F1, accuracy, balanced accuracy, per-class recall, confusion matrix, training
+seconds, epochs, the config, the git commit and the machine.
+
+    python benchmarks/quality.py --splits-resplit data/audit/splits_resplit.csv \\
+        --splits-official data/audit/splits_official.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from braintumor.constants import CLASS_NAMES, PROTOCOLS  # noqa: E402
+from braintumor.evaluation.metrics import evaluate  # noqa: E402
+from braintumor.training.config import TrainingConfig  # noqa: E402
+from braintumor.training.dataset import load_split_arrays  # noqa: E402
+from braintumor.training.trainer import EpochReport, predict_proba, train_model  # noqa: E402
+
+DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "brain-tumor-classification-mri"
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "quality.json"
+
+# The `cpu` profile: the from-scratch CNN, sized for 2 CPU cores and a 60-minute budget.
+CPU_PROFILE: dict[str, Any] = {
+    "backbone": "custom_cnn",
+    "weights": None,
+    "preprocessing": {"image_size": 96, "channels": 1, "variant": "raw", "crop_to_head": False},
+    "cnn": {"filters": [32, 64, 128, 256], "convs_per_block": 1, "block_dropout": 0.1},
+    "head": {"pooling": "avg", "dropout": 0.3, "dense_units": 0},
+    "batch_size": 32,
+    "epochs": 20,
+    "learning_rate": 1e-3,
+    "optimizer": "adam",
+    "balancing": {"strategy": "class_weight"},
+    "augmentation": {"enabled": True},
+    "early_stopping": {"patience": 6},
+    "reduce_lr": {"factor": 0.5, "patience": 3},
+    "seed": 42,
+}
+
+log = logging.getLogger("quality")
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def split_summary(splits: pd.DataFrame) -> dict[str, dict[str, int]]:
+    kept = splits[splits["status"] == "kept"]
+    table = kept.groupby(["split", "label"]).size().unstack(fill_value=0)
+    return {split: {k: int(v) for k, v in row.items()} for split, row in table.iterrows()}
+
+
+def run_protocol(
+    protocol: str, splits_path: Path, data_root: Path, config: TrainingConfig, out_dir: Path
+) -> dict[str, Any]:
+    splits = pd.read_csv(splits_path, dtype={"path": str, "label": str, "split": str})
+    start = time.perf_counter()
+    data = load_split_arrays(splits, data_root, config.preprocess_spec())
+    load_seconds = time.perf_counter() - start
+    log.info(
+        "%s: %d train / %d val / %d test images loaded in %.0fs",
+        protocol,
+        len(data.train),
+        len(data.val),
+        len(data.test),
+        load_seconds,
+    )
+
+    def progress(report: EpochReport) -> None:
+        m = report.metrics
+        log.info(
+            "%s [%s] epoch %d/%d %.0fs loss %.3f val_loss %.3f val_acc %.3f lr %.1e",
+            protocol,
+            report.phase,
+            report.epoch,
+            report.max_epochs,
+            report.seconds,
+            m.get("loss", float("nan")),
+            m.get("val_loss", float("nan")),
+            m.get("val_accuracy", float("nan")),
+            m.get("learning_rate", float("nan")),
+        )
+
+    result = train_model(config, data, progress=progress)
+    probs = predict_proba(result.model, data.test.x)
+    metrics = evaluate(data.test.y, probs, CLASS_NAMES, n_boot=2000, seed=config.seed)
+    np.save(out_dir / f"quality_{protocol}_test_probs.npy", probs)
+    return {
+        "protocol": protocol,
+        "weighted_f1": metrics["weighted_f1"],
+        "weighted_f1_ci95": metrics["weighted_f1_ci"],
+        "macro_f1": metrics["macro_f1"],
+        "accuracy": metrics["accuracy"],
+        "balanced_accuracy": metrics["balanced_accuracy"],
+        "per_class_recall": {n: m["recall"] for n, m in metrics["per_class"].items()},
+        "per_class": metrics["per_class"],
+        "confusion_matrix": metrics["confusion_matrix"],
+        "roc_auc_macro": metrics["roc_auc_macro"],
+        "ece": metrics["ece"],
+        "test_images": metrics["n"],
+        "training_seconds": round(result.seconds, 1),
+        "load_seconds": round(load_seconds, 1),
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "history": {k: v for k, v in result.history.items() if k != "seconds"},
+        "splits_file": str(splits_path),
+        "splits_sha256": file_digest(splits_path),
+        "kept_images": split_summary(splits),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--splits-resplit", type=Path, help="splits.csv of the resplit protocol")
+    parser.add_argument("--splits-official", type=Path, help="splits.csv of the official protocol")
+    parser.add_argument("--config", type=Path, help="JSON/YAML overriding the cpu profile")
+    parser.add_argument("--set", action="append", default=[], help="dotted override, key=json")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+    values = json.loads(json.dumps(CPU_PROFILE))
+    if args.config:
+        import yaml
+
+        values = deep_merge(values, yaml.safe_load(args.config.read_text()))
+    for item in args.set:
+        key, _, raw = item.partition("=")
+        values = deep_merge(values, dotted(key, json.loads(raw)))
+    config = TrainingConfig.model_validate(values)
+    chosen = {
+        "resplit": args.splits_resplit,
+        "official": args.splits_official,
+    }
+    if not any(chosen.values()):
+        parser.error("give --splits-resplit and/or --splits-official (leakage-free splits.csv)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "benchmark": "quality",
+        "profile": "cpu",
+        "config": config.model_dump(mode="json"),
+        "git_commit": git_commit(),
+        "machine": machine(),
+        "data_root": str(args.data_root),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "protocols": {},
+    }
+    if args.out.is_file():  # keep the other protocol's figures when running one
+        previous = json.loads(args.out.read_text())
+        report["protocols"] = previous.get("protocols", {})
+    for protocol in PROTOCOLS:
+        path = chosen[protocol]
+        if path is None:
+            continue
+        report["protocols"][protocol] = run_protocol(
+            protocol, path, args.data_root, config, args.out.parent
+        )
+        report["machine"]["load_average_at_end"] = list(os.getloadavg())
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        summary = report["protocols"][protocol]
+        log.info(
+            "%s: weighted F1 %.4f [%.4f, %.4f], recall %s, %.0fs",
+            protocol,
+            summary["weighted_f1"],
+            *summary["weighted_f1_ci95"],
+            {k: round(v, 3) for k, v in summary["per_class_recall"].items()},
+            summary["training_seconds"],
+        )
+    log.info("figures written to %s", args.out)
+    return 0
+
+
+def dotted(key: str, value: Any) -> dict[str, Any]:
+    out: Any = value
+    for part in reversed(key.split(".")):
+        out = {part: out}
+    return out
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""The quality benchmark script runs end to end on the sample and writes its figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.training_helpers import sample_splits
+
+
+@pytest.mark.slow
+def test_quality_benchmark_writes_every_figure_per_protocol(
+    sample_dir: Path, tmp_path: Path
+) -> None:
+    from benchmarks.quality import main
+
+    splits = sample_splits(sample_dir)
+    # The sample is tiny: Training rows train, Testing rows are both val and test here.
+    test_rows = splits[splits.split == "val"].assign(split="test")
+    table = tmp_path / "splits.csv"
+    pd.concat([splits, test_rows]).to_csv(table, index=False)
+    out = tmp_path / "quality.json"
+    code = main(
+        [
+            "--data-root", str(sample_dir),
+            "--splits-resplit", str(table),
+            "--out", str(out),
+            "--set", 'preprocessing={"image_size": 32, "channels": 1}',
+            "--set", "epochs=1",
+            "--set", "cnn.filters=[8, 16]",
+            "--set", "augmentation.enabled=false",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["config"]["epochs"] == 1 and report["config"]["cnn"]["filters"] == [8, 16]
+    assert report["machine"]["cores"] >= 1 and report["git_commit"]
+    result = report["protocols"]["resplit"]
+    assert result["protocol"] == "resplit"
+    assert 0 <= result["weighted_f1"] <= 1
+    low, high = result["weighted_f1_ci95"]
+    assert low <= result["weighted_f1"] <= high
+    assert set(result["per_class_recall"]) == {"glioma", "meningioma", "notumor", "pituitary"}
+    assert result["training_seconds"] > 0 and result["epochs_run"] == 1
+    assert result["test_images"] == len(test_rows)
+    assert result["kept_images"]["train"]["glioma"] == 6
+    assert (tmp_path / "quality_resplit_test_probs.npy").is_file()

@@ -1,0 +1,170 @@
+"""train_model: learns, keeps the best weights, runs two phases from weights, reproducible."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from braintumor.models.backbones import base_model, build_classifier
+from braintumor.training.config import TrainingConfig
+from braintumor.training.dataset import ArraySplit
+from braintumor.training.trainer import (
+    EpochReport,
+    TrainingError,
+    choose_runtime,
+    predict_proba,
+    train_model,
+)
+from tests.training_helpers import square_images
+
+SMALL = {
+    "preprocessing": {"image_size": 32, "channels": 1},
+    "cnn": {
+        "filters": [8, 16],
+        "convs_per_block": 1,
+        "block_dropout": 0.0,
+        "batch_norm_momentum": 0.7,
+    },
+    "head": {"dropout": 0.0, "pooling": "max"},
+    "batch_size": 16,
+    "learning_rate": 1e-2,
+    "augmentation": {"enabled": False},
+}
+
+
+def small_config(**changes) -> TrainingConfig:
+    return TrainingConfig.model_validate({**SMALL, **changes})
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[ArraySplit, ArraySplit]:
+    return square_images(256, seed=0), square_images(64, seed=1)
+
+
+def test_from_scratch_learns_reports_every_epoch_and_restores_the_best(data, tmp_path) -> None:
+    reports: list[EpochReport] = []
+    result = train_model(
+        small_config(epochs=10), data, progress=reports.append, checkpoint_dir=tmp_path
+    )
+    val = data[1]
+    assert result.phases == ["train"]
+    assert [r.epoch for r in reports] == list(range(1, result.epochs_run + 1))
+    assert all({"loss", "val_loss", "accuracy", "learning_rate"} <= set(r.metrics) for r in reports)
+    assert len(result.history["val_loss"]) == result.epochs_run
+    assert result.history["phase"] == ["train"] * result.epochs_run
+    assert result.best_val_loss == min(result.history["val_loss"])
+    assert result.best_epoch == 1 + int(np.argmin(result.history["val_loss"]))
+    probs = predict_proba(result.model, val.x)
+    assert (probs.argmax(1) == val.y).mean() >= 0.75  # chance: 0.25
+    # The returned model carries the best epoch's weights (not the last epoch's).
+    loss = keras.losses.CategoricalCrossentropy()(np.eye(4)[val.y], probs)
+    assert float(loss) == pytest.approx(result.best_val_loss, rel=1e-3)
+    assert (tmp_path / "best.weights.h5").is_file()
+    assert result.seconds > 0 and not result.runtime.mixed_precision
+
+
+def test_same_seed_same_model(data) -> None:
+    first = train_model(small_config(epochs=2), data, progress=None)
+    second = train_model(small_config(epochs=2), data, progress=None)
+    for a, b in zip(first.model.get_weights(), second.model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_weights_file_trains_head_on_frozen_base_then_fine_tunes_the_top(data, tmp_path) -> None:
+    source = build_classifier("custom_cnn", input_shape=(32, 32, 1), cnn=small_config().cnn.spec())
+    base_file = tmp_path / "base.weights.h5"
+    base_model(source).save_weights(base_file)
+    saved = base_model(source).get_weights()
+
+    head_only = train_model(
+        small_config(epochs=2, weights=str(base_file), fine_tune={"epochs": 0}), data, progress=None
+    )
+    assert head_only.phases == ["head"]
+    for before, after in zip(saved, base_model(head_only.model).get_weights(), strict=True):
+        np.testing.assert_array_equal(before, after)  # the frozen base did not move
+
+    config = small_config(
+        epochs=1,
+        weights=str(base_file),
+        fine_tune={"epochs": 2, "unfreeze_top_layers": 4, "learning_rate": 1e-3},
+        early_stopping={"patience": 5},
+    )
+    tuned = train_model(config, data, progress=None)
+    assert tuned.phases == ["head", "fine_tune"]
+    assert tuned.history["phase"][:1] == ["head"]
+    assert "fine_tune" in tuned.history["phase"]
+    layers = {layer.name: layer for layer in base_model(tuned.model).layers}
+    first_conv = layers["block1_conv1"].get_weights()[0]
+    np.testing.assert_array_equal(
+        first_conv, base_model(source).get_layer("block1_conv1").get_weights()[0]
+    )
+    assert layers["block2_conv1"].trainable and not layers["block1_conv1"].trainable
+    assert not layers["block2_bn1"].trainable  # batch norm stays frozen when fine-tuning
+    last_conv = layers["block2_conv1"].get_weights()[0]
+    if tuned.best_epoch > 1:  # the best weights come from fine-tuning: the top moved
+        assert not np.array_equal(
+            last_conv, base_model(source).get_layer("block2_conv1").get_weights()[0]
+        )
+
+
+def test_balancing_and_focal_loss_reach_the_training_loop(data) -> None:
+    train, val = data
+    unbalanced = ArraySplit(
+        train.x[train.y != 2][:60], train.y[train.y != 2][:60], train.paths[:60]
+    )
+    keep = np.concatenate([np.flatnonzero(train.y == 2)[:5]])
+    skewed = ArraySplit(
+        np.concatenate([unbalanced.x, train.x[keep]]),
+        np.concatenate([unbalanced.y, train.y[keep]]),
+        unbalanced.paths + [train.paths[i] for i in keep],
+    )
+    config = small_config(
+        epochs=1, balancing={"strategy": "oversample", "focal": {"enabled": True, "gamma": 2.0}}
+    )
+    result = train_model(config, (skewed, val), progress=None)
+    counts = result.train_class_counts
+    assert counts[2] == max(counts) and len(set(counts)) == 1
+    assert isinstance(result.model.loss, keras.losses.CategoricalFocalCrossentropy)
+
+
+def test_mixed_precision_on_request_keeps_a_float32_softmax(data) -> None:
+    result = train_model(small_config(epochs=1, mixed_precision="on"), data, progress=None)
+    assert result.runtime.mixed_precision
+    layers = {layer.name: layer for layer in result.model.layers}
+    assert layers["predictions"].dtype_policy.name == "float32"
+    assert base_model(result.model).layers[1].dtype_policy.name == "mixed_float16"
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+
+
+def test_runtime_choice_follows_the_gpus() -> None:
+    assert choose_runtime(0) == choose_runtime(0, "auto", "auto")
+    cpu = choose_runtime(0)
+    assert not cpu.mixed_precision and not cpu.mirrored
+    one = choose_runtime(1)
+    assert one.mixed_precision and not one.mirrored
+    many = choose_runtime(4)
+    assert many.mixed_precision and many.mirrored
+    assert not choose_runtime(4, "off", "off").mixed_precision
+    assert not choose_runtime(4, "off", "off").mirrored
+    assert choose_runtime(0, "on").mixed_precision
+    assert choose_runtime(0, "bfloat16").dtype_policy == "mixed_bfloat16"
+    assert choose_runtime(0).dtype_policy == "float32"
+    assert one.dtype_policy == "mixed_float16"
+
+
+def test_unusable_data_is_refused_before_training(data) -> None:
+    train, val = data
+    empty = ArraySplit(val.x[:0], val.y[:0], [])
+    with pytest.raises(TrainingError, match="validation split is empty"):
+        train_model(small_config(), (train, empty), progress=None)
+    with pytest.raises(TrainingError, match="config expects"):
+        train_model(small_config(preprocessing={"image_size": 48}), data, progress=None)
+
+
+def test_checkpoint_dir_is_created(tmp_path: Path, data) -> None:
+    target = tmp_path / "deep" / "run"
+    train_model(small_config(epochs=1), data, progress=None, checkpoint_dir=target)
+    assert (target / "best.weights.h5").stat().st_size > 0

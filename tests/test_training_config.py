@@ -1,0 +1,67 @@
+"""TrainingConfig: validated once, clear errors, plain specs out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from braintumor.preprocessing import PreprocessSpec
+from braintumor.training.augment import AugmentSpec
+from braintumor.training.config import TrainingConfig
+
+
+def test_defaults_are_the_cpu_friendly_from_scratch_cnn() -> None:
+    config = TrainingConfig()
+    assert config.backbone == "custom_cnn" and config.weights is None
+    assert not config.pretrained
+    assert config.balancing.strategy == "class_weight"
+    assert isinstance(config.preprocess_spec(), PreprocessSpec)
+    assert config.input_shape() == (128, 128, 1)
+    assert isinstance(config.augmentation.spec(), AugmentSpec)
+
+
+def test_from_a_yaml_like_dict() -> None:
+    config = TrainingConfig.model_validate(
+        {
+            "backbone": "efficientnetb0",
+            "weights": "ImageNet",
+            "preprocessing": {"image_size": 224, "channels": 3, "variant": "clahe"},
+            "head": {"pooling": "max", "dropout": 0.2, "dense_units": 128},
+            "fine_tune": {"epochs": 5, "unfreeze_top_layers": 20, "learning_rate": 1e-5},
+            "balancing": {"strategy": "smote", "target_ratio": 0.85, "focal": {"enabled": True}},
+            "augmentation": {"enabled": False},
+        }
+    )
+    assert config.weights == "imagenet" and config.pretrained
+    assert config.preprocess_spec().variant == "clahe"
+    assert config.head.spec().dense_units == 128
+    assert config.augmentation.spec() is None
+    for null in (None, "null", "None", ""):
+        assert TrainingConfig(weights=null).weights is None
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"backbone": "alexnet"}, "unknown backbone"),
+        ({"weights": "imagenet"}, "no ImageNet weights"),
+        ({"weights": "/nowhere/base.weights.h5"}, "not found"),
+        ({"backbone": "inceptionv3", "preprocessing": {"image_size": 64}}, "image_size >= 75"),
+        ({"balancing": {"strategy": "undersample"}}, "strategy"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"preprocessing": {"channels": 2}}, "channels"),
+        ({"epochs": 3, "epoch": 4}, "epoch"),  # typos are caught, not ignored
+    ],
+)
+def test_bad_values_fail_with_a_message_naming_the_problem(values: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        TrainingConfig.model_validate(values)
+
+
+def test_weights_path_must_exist(tmp_path: Path) -> None:
+    path = tmp_path / "base.weights.h5"
+    path.write_bytes(b"x")
+    assert TrainingConfig(weights=path).weights == str(path)
