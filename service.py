@@ -6,7 +6,9 @@ Endpoints: POST /predict, /predict_batch (adaptive batching), /explain (Grad-CAM
 documented in `braintumor/serving/config.py` (BRAINTUMOR_MODEL_TAG picks the model).
 """
 
+import logging
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ from braintumor.serving.web import make_web_app  # noqa: E402
 
 # A built Bento pins its model through the `model_tag` Bento argument (see build_bento).
 CONFIG = ServingConfig.from_env(arguments=vars(bentoml.use_arguments()))
+logger = logging.getLogger("braintumor.service")
 
 
 def _current_metadata() -> dict:
@@ -112,6 +115,16 @@ class BrainTumorClassifier:
         self.predictor = Predictor(
             stored.path, self.card, backend=CONFIG.backend, threads=CONFIG.onnx_threads
         )
+        if CONFIG.preload_explainer:  # /explain needs TensorFlow: load it off the request path
+            threading.Thread(target=self._warm_up_explainer, daemon=True).start()
+
+    def _warm_up_explainer(self) -> None:
+        from braintumor.serving.explain import warm_up
+
+        try:
+            warm_up(self.predictor)
+        except Exception:  # /explain will report the problem itself; predictions go on
+            logger.exception("Grad-CAM warm-up failed")
 
     def __is_ready__(self) -> bool:
         return self.predictor is not None

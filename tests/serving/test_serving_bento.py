@@ -134,7 +134,12 @@ def test_served_bento_batches_concurrent_requests(served_bento, sample_arrays):
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(call, range(16)))
     assert all([item["ok"] for item in answer] == [True, True] for answer in answers)
-    assert all(answer == answers[0] for answer in answers)  # batching changes nothing
+    # Batching changes nothing beyond float rounding (batch sizes vary from call to call).
+    for answer in answers:
+        for item, first in zip(answer, answers[0], strict=True):
+            assert item["prediction"]["label"] == first["prediction"]["label"]
+            for name, value in item["prediction"]["probabilities"].items():
+                assert abs(value - first["prediction"]["probabilities"][name]) < 1e-5
     metrics = httpx.get(f"{served_bento}/metrics").text
     count = [
         line

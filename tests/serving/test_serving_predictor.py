@@ -178,3 +178,12 @@ def test_decoded_upload_of_a_dicom_goes_through_the_same_preprocessing():
     tensor = preprocess(decode_image(data).pixels, tiny_spec())
     assert tensor.shape == (64, 64, 1) and tensor.dtype == np.float32
     assert tensor.min() >= 0 and tensor.max() <= 255
+
+
+def test_explainer_warm_up_loads_the_keras_model_for_an_onnx_predictor(packaged):
+    from braintumor.serving.explain import warm_up
+
+    predictor = Predictor(packaged.model_dir)
+    assert predictor.backend != "keras" and predictor._keras_model is None
+    warm_up(predictor)
+    assert predictor._keras_model is not None
