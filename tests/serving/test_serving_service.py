@@ -151,7 +151,11 @@ def test_predict_batch_keeps_order_and_isolates_bad_images(client, packaged, sam
     assert items[1]["error"]["error"] == "not_an_image"
     for item, path in zip([items[0], *items[2:]], paths[:3], strict=True):
         single = client.post("/predict", files={"image": (path.name, path.read_bytes())}).json()
-        assert item["prediction"] == single
+        batched = item["prediction"]
+        assert batched["label"] == single["label"]
+        assert batched["needs_review"] == single["needs_review"]
+        for name, value in batched["probabilities"].items():  # batch vs single: float rounding
+            assert abs(value - single["probabilities"][name]) < 1e-5
 
 
 def test_predict_batch_without_images_is_a_400(client):
