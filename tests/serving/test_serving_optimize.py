@@ -61,8 +61,15 @@ def test_int8_model_is_close_to_fp32_and_served_by_onnx_runtime(
     x, _, _ = sample_arrays
     path = quantize_int8(tiny_onnx, x[::2], tmp_path / "model.int8.onnx")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    ops = {node.op_type for node in __import__("onnx").load(str(path)).graph.node}
+    import onnx
+
+    nodes = onnx.load(str(path)).graph.node
+    ops = {node.op_type for node in nodes}
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    # The first convolution reads float input directly (it stays unquantized).
+    first_conv = next(node for node in nodes if node.op_type == "Conv")
+    producers = {out: node.op_type for node in nodes for out in node.output}
+    assert producers.get(first_conv.input[1]) != "DequantizeLinear"
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
     expected = np.asarray(tiny_model(x, training=False))
     assert got.shape == expected.shape
