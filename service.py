@@ -28,7 +28,7 @@ from braintumor.constants import BENTO_SERVICE_NAME  # noqa: E402
 from braintumor.preprocessing import preprocess  # noqa: E402
 from braintumor.serving.config import ServingConfig  # noqa: E402
 from braintumor.serving.metadata import ModelCard  # noqa: E402
-from braintumor.serving.predictor import Predictor  # noqa: E402
+from braintumor.serving.predictor import ModelLoadError, Predictor  # noqa: E402
 from braintumor.serving.schemas import (  # noqa: E402
     BatchItem,
     ErrorBody,
@@ -191,6 +191,7 @@ class BrainTumorClassifier:
     @bentoml.api(route="/explain", input_spec=ImageInput)
     def explain(self, image: Any = None) -> Explanation:
         """One image -> the prediction plus a Grad-CAM overlay of the predicted class (PNG)."""
+        from braintumor.evaluation.gradcam import GradCamError
         from braintumor.serving.explain import b64, explain_tensor
 
         try:
@@ -199,7 +200,12 @@ class BrainTumorClassifier:
             return _rejection(exc)
         prediction = self._answer(self.predictor.predict(tensor[None])[0])
         index = self.card.class_names.index(prediction.label)
-        explained = explain_tensor(self.predictor.keras_model, tensor, class_index=index)
+        try:
+            explained = explain_tensor(self.predictor.keras_model, tensor, class_index=index)
+        except (ModelLoadError, GradCamError) as exc:  # the model, not the upload, is at fault
+            logger.error("Grad-CAM unavailable: %s", exc)
+            body = {"error": "explanation_unavailable", "detail": " ".join(str(exc).split())}
+            return JSONResponse(body, status_code=503)
         return Explanation(
             **prediction.model_dump(),
             explained_class=prediction.label,

@@ -231,3 +231,19 @@ def test_explain_returns_the_prediction_with_a_gradcam_overlay(client, packaged,
 def test_explain_refuses_bad_input_like_predict(client):
     response = client.post("/explain", files={"image": ("x.jpg", b"not an image")})
     assert response.status_code == 415 and response.json()["error"] == "not_an_image"
+
+
+def test_explain_without_a_keras_model_is_a_503_and_predictions_go_on(
+    packaged, tmp_path, good, monkeypatch
+):
+    """An ONNX-only model can predict but not explain: /explain says so, /predict works."""
+    module = load_service(
+        {"BRAINTUMOR_MODEL_TAG": packaged.tag, "BRAINTUMOR_PRELOAD_EXPLAINER": "false"}
+    )
+    service = module.BrainTumorClassifier()
+    monkeypatch.setattr(service.predictor, "model_dir", tmp_path)  # no model.keras there
+    monkeypatch.setattr(service.predictor, "_keras_model", None)
+    response = service.explain(image=good)
+    assert response.status_code == 503
+    assert b"explanation_unavailable" in response.body and b"model.keras" in response.body
+    assert service.predict(image=good).label in CLASSES
