@@ -540,7 +540,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-epochs", type=int, default=2)
     parser.add_argument("--train-images", type=int, default=800)
     parser.add_argument(
-        "--parity-images", type=int, default=300, help="labelled images given to package_model"
+        "--parity-images", type=int, default=400, help="labelled images given to package_model"
     )
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per load phase")
     parser.add_argument("--max-requests", type=int, default=20_000)
