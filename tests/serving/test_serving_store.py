@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from braintumor.serving.predictor import (
@@ -162,3 +163,23 @@ def test_onnx_that_disagrees_with_keras_is_not_shipped(
     monkeypatch.setattr(export, "to_onnx", lambda model, path, **kw: real_to_onnx(other, path))
     tag, _ = package_model(tiny_model, tiny_card, build=False)
     assert not (Path(bentoml.models.get(tag).path) / ONNX_FILE).exists()
+
+
+def test_package_model_fits_the_temperature_on_labelled_images(
+    bentoml_home, tiny_model, tiny_card, sample_arrays
+):
+    from braintumor.serving.calibration import fit_temperature
+
+    x, y, _ = sample_arrays
+    x60, y60 = np.concatenate([x, x]), np.concatenate([y, y])  # >= 50 labelled images
+    tag, _ = package_model(
+        tiny_model, tiny_card, quantize=False, parity_inputs=x60, parity_labels=y60, build=False
+    )
+    expected = fit_temperature(np.asarray(tiny_model(x60, training=False)), y60)
+    assert load_card(tag).temperature == pytest.approx(expected, abs=1e-3)
+    assert load_card(tag).temperature != 1.0
+    # Too few labels, or a temperature already set: left alone.
+    tag, _ = package_model(
+        tiny_model, tiny_card, quantize=False, parity_inputs=x, parity_labels=y, build=False
+    )
+    assert load_card(tag).temperature == 1.0

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from braintumor.serving.calibration import calibrate
 from braintumor.serving.metadata import ModelCard
 
 MODEL_FILE = "model.keras"
@@ -31,21 +32,6 @@ FILES: dict[str, str] = {"onnx-int8": INT8_FILE, "onnx": ONNX_FILE, "keras": MOD
 
 class ModelLoadError(RuntimeError):
     """A packaged model that cannot be served (missing file, wrong shape, bad output)."""
-
-
-def calibrate(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Temperature scaling of probabilities: softmax(log(p) / T), row by row.
-
-    Equivalent to dividing the model's logits by T (log-softmax differs from the logits by a
-    per-row constant). T > 1 softens over-confident outputs; T = 1 returns `probs` unchanged.
-    """
-    probs = np.asarray(probs, dtype=np.float64)
-    if temperature == 1.0:
-        return probs / probs.sum(axis=-1, keepdims=True)
-    logits = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
-    logits -= logits.max(axis=-1, keepdims=True)
-    scaled = np.exp(logits)
-    return scaled / scaled.sum(axis=-1, keepdims=True)
 
 
 def needs_review(probs: Sequence[float] | np.ndarray, threshold: float) -> bool:

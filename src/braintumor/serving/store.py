@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from braintumor.constants import MODEL_NAME
+from braintumor.serving.calibration import fit_temperature
 from braintumor.serving.config import MODEL_TAG_ARGUMENT
 from braintumor.serving.metadata import ModelCard
 from braintumor.serving.optimize import RuntimeCheck, accept_runtime, check_runtime, quantize_int8
@@ -232,6 +233,7 @@ def package_model(
     quantize: bool = True,
     parity_inputs: np.ndarray | None = None,
     parity_labels: np.ndarray | None = None,
+    calibrate: bool = True,
     build: bool = True,
     project_dir: str | Path | None = None,
 ) -> tuple[str, str | None]:
@@ -241,28 +243,36 @@ def package_model(
 
     Args:
         model: A `.keras` file or a Keras model.
-        card: Its model card (`runtime_checks` is filled here).
+        card: Its model card (`runtime_checks`, and `temperature` when fitted, are set here).
         onnx: True exports and verifies an ONNX copy (the fast serving path); a path ships
             an existing export; False ships Keras only.
         quantize: Also try an int8 ONNX model; it needs `parity_inputs` (real images, used
             to calibrate and to check it) and ships only if it answers like Keras: weighted
             F1 within 0.005 (with `parity_labels`) and the same class on >= 99.5% of images.
         parity_inputs: Preprocessed validation images (N, H, W, C); 100+ recommended.
-        parity_labels: Their class indices, for the F1 check.
+        parity_labels: Their class indices, for the F1 check and the temperature.
+        calibrate: Fit the card's temperature on the labelled validation images (when the
+            card still has the neutral 1.0 and at least 50 labelled images are given).
         build: Also build the Bento.
         project_dir: Folder of bentofile.yaml (default: found from the working directory).
     """
     checks: dict[str, dict[str, Any]] = {}
     int8_path = None
     keras_model = _keras(model)  # loaded once; the original file is what gets saved
+    x = reference = None
+    if parity_inputs is not None and len(parity_inputs):
+        x = np.asarray(parity_inputs, np.float32)
+        reference = np.asarray(keras_model(x, training=False))
+        if calibrate and parity_labels is not None and len(x) >= 50 and card.temperature == 1.0:
+            temperature = round(fit_temperature(reference, parity_labels), 4)
+            logger.info("fitted temperature %.3f on %d validation images", temperature, len(x))
+            card = card.model_copy(update={"temperature": temperature})
     with tempfile.TemporaryDirectory(prefix="braintumor-onnx-") as scratch:
         if onnx is True:
             onnx_path = export_verified_onnx(keras_model, card, scratch, parity_inputs)
         else:
             onnx_path = Path(onnx) if onnx else None
-        if onnx_path is not None and parity_inputs is not None and len(parity_inputs):
-            x = np.asarray(parity_inputs, np.float32)
-            reference = np.asarray(keras_model(x, training=False))
+        if onnx_path is not None and x is not None:
             checks["onnx"] = check_runtime(
                 "onnx", reference, _onnx_probs(onnx_path, x), parity_labels
             ).to_dict()
