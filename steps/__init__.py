@@ -1,1 +1,2 @@
-"""ZenML steps and materializers: thin wrappers around the braintumor library."""
+"""ZenML steps: one per file, thin. Each reads its inputs, calls one library function in
+`braintumor`, logs metadata and returns named outputs."""

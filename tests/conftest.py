@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,13 @@ FULL_DATASET_DIR = Path(
     )
 )
 
+# Isolated ZenML and BentoML homes for the whole session, set before either is imported,
+# so tests never touch a developer's own stores.
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="braintumor-tests-"))
+os.environ["ZENML_CONFIG_PATH"] = str(_SESSION_HOME / "zenml")
+os.environ["BENTOML_HOME"] = str(_SESSION_HOME / "bentoml")
+os.environ["BRAINTUMOR_ARTIFACT_CACHE"] = str(_SESSION_HOME / "artifact-cache")
+os.environ.setdefault("ZENML_LOGGING_VERBOSITY", "WARN")
 # Quiet, offline-friendly defaults for every test process.
 os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")

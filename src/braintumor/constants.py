@@ -60,3 +60,11 @@ ARTIFACT_BEST_MODEL = "best_model"
 ARTIFACT_TEST_METRICS = "test_metrics"
 ARTIFACT_DECISION = "promotion_decision"
 ARTIFACT_REPORT = "run_report"
+
+# Drift monitoring: the training pipeline links `reference_features` (image features of the
+# training split) to each model version; the monitoring pipeline's outputs.
+ARTIFACT_REFERENCE_FEATURES = "reference_features"
+ARTIFACT_DRIFT_REFERENCE = "drift_reference"
+ARTIFACT_DRIFT_CURRENT = "drift_current"
+ARTIFACT_DRIFT_REPORT = "drift_report"
+ARTIFACT_DRIFT_SUMMARY = "drift_summary"

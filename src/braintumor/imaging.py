@@ -92,24 +92,28 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
 
 
 def to_grayscale_uint8(image: Image.Image | np.ndarray) -> np.ndarray:
-    """Any Pillow image or array (8/16-bit, float, RGB(A), palette) to (H, W) uint8."""
+    """Any Pillow image or array (8/16-bit, float, RGB(A), palette) to (H, W) uint8.
+
+    8-bit inputs keep their values (colour -> ITU-R 601 luma, as Pillow's and OpenCV's
+    grayscale conversions); wider ranges (16-bit, float, DICOM) are rescaled min..max.
+    """
     if isinstance(image, Image.Image):
         if image.mode == "P":
             image = image.convert("RGBA")
-        if image.mode in ("RGBA", "LA"):
+        if image.mode in ("RGBA", "LA", "PA"):
             # Transparent pixels become background (black), as in an MRI slice.
             background = Image.new("RGBA", image.size, (0, 0, 0, 255))
-            image = Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
-        if image.mode in ("RGB", "CMYK", "YCbCr", "HSV", "LAB"):
+            image = Image.alpha_composite(background, image.convert("RGBA"))
+        if image.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "HSV", "LAB", "1"):
             # Pillow's C conversion: ITU-R 601 luma, rounded (as the array path below).
-            return np.asarray(image.convert("RGB").convert("L"))
+            image = image.convert("RGB").convert("L")
         array = np.asarray(image)
     else:
         array = np.asarray(image)
     if array.ndim == 3:
         if array.shape[2] == 4:
-            alpha = array[..., 3:4].astype(np.float32) / _dtype_max(array)
-            array = (array[..., :3].astype(np.float32) * alpha).astype(array.dtype)
+            alpha = array[..., 3:4].astype(np.float64) / _dtype_max(array)
+            array = (array[..., :3] * alpha).astype(array.dtype)
         if array.shape[2] >= 3:
             # ITU-R 601 luma, as Pillow's convert("L") and OpenCV's RGB2GRAY. Integer input
             # stays in its own range, so an RGB file and its grayscale copy give equal pixels

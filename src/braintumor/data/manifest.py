@@ -5,7 +5,8 @@ Columns (a contract for every later stage):
 - split: the source's own split, `training`, `testing` or `unsplit`
 - label: canonical class name (constants.CLASS_NAMES)
 - sha256: of the file's bytes
-- pixel_sha256, phash, phash_mirror: fingerprints (integrity.hashing)
+- pixel_sha256, phash, phash_mirror, phash_head, phash_head_mirror: fingerprints
+  (integrity.hashing.fingerprint; the head hashes are taken after cropping to the head)
 - width, height, mode, format, file_size: what the file is
 - source: the file's path inside the source it was ingested from (provenance)
 """
@@ -26,6 +27,8 @@ COLUMNS: tuple[str, ...] = (
     "pixel_sha256",
     "phash",
     "phash_mirror",
+    "phash_head",
+    "phash_head_mirror",
     "width",
     "height",
     "mode",
@@ -62,7 +65,10 @@ def read_manifest(root: Path) -> pd.DataFrame:
     frame = pd.read_csv(target, dtype=str, keep_default_na=False)
     missing = set(COLUMNS) - set(frame.columns)
     if missing:
-        raise ManifestError(f"{target} is missing columns {sorted(missing)}")
+        raise ManifestError(
+            f"{target} is missing columns {sorted(missing)}: it was written by an older "
+            "version of braintumor; re-run `braintumor data ingest SOURCE` to rebuild it"
+        )
     unknown = set(frame["label"]) - set(CLASS_NAMES)
     if unknown:
         raise ManifestError(f"{target} has unknown labels {sorted(unknown)}")

@@ -176,3 +176,36 @@ def make_loss(
     return keras.losses.CategoricalFocalCrossentropy(
         alpha=alpha_value, gamma=float(gamma), label_smoothing=label_smoothing
     )
+
+
+def describe_plan(
+    y: np.ndarray,
+    class_names: tuple[str, ...] | list[str],
+    strategy: str,
+    target_ratio: float = 1.0,
+) -> dict:
+    """What a strategy will do to the training split, from its labels alone.
+
+    Returns per-class counts before and after, and the loss weight per class. Raises
+    `BalancingError` for a plan that cannot work (a class with no training image, SMOTE on a
+    class of one), so a run fails before any training starts.
+    """
+    k = len(class_names)
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=k)
+    empty = [class_names[i] for i in range(k) if counts[i] == 0]
+    if empty:
+        raise BalancingError(
+            f"no training images of class(es) {empty}: the model cannot learn them"
+        )
+    if strategy not in STRATEGIES:
+        raise BalancingError(f"unknown balancing strategy {strategy!r}; choose one of {STRATEGIES}")
+    if strategy == "smote" and counts.min() < 2:
+        raise BalancingError("SMOTE needs at least 2 training images per class")
+    after = target_counts(y, k, target_ratio) if strategy in ("oversample", "smote") else counts
+    weights = class_weights(y, k) if strategy == "class_weight" else dict.fromkeys(range(k), 1.0)
+    return {
+        "strategy": strategy,
+        "before": {class_names[i]: int(counts[i]) for i in range(k)},
+        "after": {class_names[i]: int(after[i]) for i in range(k)},
+        "loss_weight": {class_names[i]: round(weights[i], 4) for i in range(k)},
+    }

@@ -1,0 +1,1 @@
+"""ZenML pipelines: wiring only. `training.py` is the main one."""

@@ -1,0 +1,165 @@
+"""Starting a training run: assemble its parameters (run config, params.yaml, data version,
+code version, current production), run the pipeline, and collect what a person needs to see.
+
+The CLI (`braintumor train`) and tests call `launch_training`.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from braintumor.data.versioning import data_version
+from braintumor.integrity.policy import IntegrityPolicy
+from braintumor.params import clahe_params, load_params
+from braintumor.run_config import RunConfig
+
+
+class RunConfigError(ValueError):
+    """A run config file that cannot be used; the message says what to fix."""
+
+
+@dataclass
+class TrainingOutcome:
+    run_name: str
+    status: str
+    model_version: int | None
+    winner: str | None = None
+    leaderboard: list[dict[str, Any]] = field(default_factory=list)
+    test_metrics: dict[str, Any] = field(default_factory=dict)
+    decision: dict[str, Any] = field(default_factory=dict)
+    stage: str | None = None
+    packaged: dict[str, Any] = field(default_factory=dict)
+    report_path: Path | None = None
+    exit_code_on_reject: int = 0
+
+
+def git_commit(root: Path = Path(".")) -> str:
+    """The commit of the code, with `-dirty` when the work tree has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+def read_run_config(path: Path) -> tuple[dict[str, Any], RunConfig]:
+    """The whole YAML (ZenML run config) and its validated `parameters.run` block."""
+    if not Path(path).is_file():
+        raise RunConfigError(f"run config {path} not found (see configs/)")
+    document = yaml.safe_load(Path(path).read_text()) or {}
+    run = (document.get("parameters") or {}).get("run")
+    if run is None:
+        raise RunConfigError(f"{path} has no `parameters: run:` block")
+    try:
+        return document, RunConfig(**run)
+    except ValueError as exc:
+        raise RunConfigError(f"{path}: {exc}") from None
+
+
+def production_version_id() -> str:
+    from steps.registry import model_version_in_stage
+
+    production = model_version_in_stage("production")
+    return str(production.id) if production else "none"
+
+
+def launch_training(
+    config_path: Path,
+    data_dir: Path = Path("data/raw"),
+    params_path: Path = Path("params.yaml"),
+    protocol: str | None = None,
+    variant: str | None = None,
+    enable_cache: bool = True,
+    report_dir: Path | None = Path("reports"),
+    overrides: dict[str, Any] | None = None,
+) -> TrainingOutcome:
+    """Run the training pipeline with `config_path`, on the data in `data_dir`.
+
+    Args:
+        protocol: `resplit` or `official`, overriding params.yaml's `integrity.protocol`.
+        variant: `raw` or `clahe`, overriding every backbone's preprocessing variant.
+        overrides: extra `run` settings merged over the config (e.g. {"gate": {...}}).
+    """
+    from pipelines.training import training_pipeline
+
+    document, _ = read_run_config(config_path)
+    run = copy.deepcopy(document["parameters"]["run"])
+    for key, value in (overrides or {}).items():
+        run[key] = {**run.get(key, {}), **value} if isinstance(value, dict) else value
+    if variant:
+        run.setdefault("training", {}).setdefault("preprocessing", {})["variant"] = variant
+    RunConfig(**run)  # validate what will actually run
+    params = load_params(params_path)
+    integrity = dict(params.get("integrity") or {})
+    if protocol:
+        integrity["protocol"] = protocol
+    IntegrityPolicy.from_dict(integrity)
+    clahe = clahe_params(params_path).model_dump()
+    version = data_version(Path(data_dir))
+
+    document = copy.deepcopy(document)
+    document["enable_cache"] = enable_cache
+    document["parameters"] = {
+        "data_source": str(Path(data_dir).resolve()),
+        "data_hash": version.key,
+        "run": run,
+        "integrity": integrity,
+        "clahe": clahe,
+        "production_version": production_version_id(),
+        "git_commit": git_commit(),
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        yaml.safe_dump(document, handle)
+    try:
+        pipeline_run = training_pipeline.with_options(config_path=handle.name)()
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+    return collect_outcome(pipeline_run, report_dir, RunConfig(**run).gate.exit_code_on_reject)
+
+
+def collect_outcome(pipeline_run: Any, report_dir: Path | None, exit_code: int) -> TrainingOutcome:
+    from zenml.client import Client
+
+    pipeline_run = Client().get_pipeline_run(pipeline_run.id)
+    steps = pipeline_run.steps
+
+    def output(step: str, name: str) -> Any:
+        if step not in steps or name not in steps[step].outputs:
+            return None
+        return steps[step].outputs[name][0].load()
+
+    model_version = pipeline_run.model_version
+    outcome = TrainingOutcome(
+        run_name=pipeline_run.name,
+        status=str(pipeline_run.status.value),
+        model_version=model_version.number if model_version else None,
+        winner=output("select_best", "winner"),
+        leaderboard=output("select_best", "leaderboard") or [],
+        test_metrics=output("evaluate_winner", "test_metrics") or {},
+        decision=output("gate", "promotion_decision") or {},
+        stage=output("promote", "stage"),
+        packaged=output("package", "packaged") or {},
+        exit_code_on_reject=exit_code,
+    )
+    html = output("report", "run_report")
+    if html is not None and report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        outcome.report_path = report_dir / f"{pipeline_run.name}.html"
+        outcome.report_path.write_text(str(html))
+    return outcome

@@ -1,0 +1,134 @@
+"""The training pipeline: from data to a gated, promoted, packaged, explained model.
+
+    load data -> audit (duplicates, leakage, shortcuts) -> leakage-free split -> balance plan
+      (+ reference image features of the training split, for drift monitoring)
+      -> train_<backbone> -> evaluate_<backbone>   (one pair per configured backbone)
+      -> select best (validation) -> evaluate winner (test, calibrated)
+      -> gate (vs production, same test images) -> promote -> package -> report
+
+Run it with `braintumor train --config configs/<profile>.yaml`. `run` is the `parameters.run`
+block of that config (see `braintumor.run_config.RunConfig`); `integrity` and `clahe` come
+from params.yaml (DVC), `data_hash` identifies the data version so that changed data never
+hits the cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zenml import Model, pipeline
+from zenml.config import ResourceSettings
+
+from braintumor.constants import MODEL_NAME
+from braintumor.run_config import RunConfig
+from steps.audit_data import audit_data
+from steps.compute_reference_features import compute_reference_features
+from steps.evaluate_backbone import evaluate_backbone
+from steps.evaluate_winner import evaluate_winner
+from steps.gate import gate
+from steps.load_data import load_data
+from steps.package import package
+from steps.plan_balance import plan_balance
+from steps.promote import promote
+from steps.report import report
+from steps.select_best import select_best
+from steps.split_data import split_data
+from steps.train_backbone import train_backbone
+
+MODEL = Model(
+    name=MODEL_NAME,
+    description="Brain-tumour MRI slice classifier (glioma, meningioma, no tumour, pituitary).",
+    license="Apache-2.0",
+    tags=["mri", "classification", "keras"],
+)
+
+
+def training_step_settings(config: RunConfig) -> dict[str, Any]:
+    """Resources for each train_<backbone> step.
+
+    ZenML's generic `ResourceSettings` is honoured by some orchestrators only: Kubeflow drops
+    its GPU count and fails to compile with a memory request, the Kubernetes orchestrator
+    ignores the GPU count. So GPUs, CPUs and memory are also asked for in the pod settings of
+    those two orchestrators (settings of flavors not in the active stack are ignored).
+    """
+    wanted = config.resources
+    limits: dict[str, Any] = {}
+    if wanted.gpu_count:
+        limits["nvidia.com/gpu"] = wanted.gpu_count
+    if wanted.cpu_count:
+        limits["cpu"] = str(wanted.cpu_count)
+    if wanted.memory:
+        limits["memory"] = wanted.memory
+    if not limits:
+        return {}
+    pod = {"pod_settings": {"resources": {"requests": limits, "limits": limits}}}
+    return {
+        "resources": ResourceSettings(
+            gpu_count=wanted.gpu_count or None, cpu_count=wanted.cpu_count
+        ),
+        "orchestrator.kubeflow": pod,
+        "orchestrator.kubernetes": pod,
+    }
+
+
+@pipeline(model=MODEL)
+def training_pipeline(
+    data_source: str,
+    data_hash: str,
+    run: dict[str, Any],
+    integrity: dict[str, Any],
+    clahe: dict[str, Any],
+    production_version: str = "none",
+    git_commit: str = "unknown",
+) -> None:
+    config = RunConfig(**run)
+    images, manifest = load_data(source=data_source, data_hash=data_hash)
+    clusters, audit_summary, _ = audit_data(images=images, manifest=manifest, integrity=integrity)
+    splits = split_data(manifest=manifest, clusters=clusters, integrity=integrity)
+    compute_reference_features(images=images, splits=splits)  # for drift checks later
+    class_balance = plan_balance(splits=splits, run=run)
+
+    trainings, val_metrics = [], []
+    for backbone in config.backbones:
+        training = config.training_config(backbone, clahe).model_dump(mode="json")
+        per_backbone = {"substitutions": {"backbone": backbone}}
+        model, summary = train_backbone.with_options(
+            **per_backbone, settings=training_step_settings(config)
+        )(images, splits, class_balance, config=training, id=f"train_{backbone}")
+        metrics = evaluate_backbone.with_options(**per_backbone)(
+            model, images, splits, config=training, id=f"evaluate_{backbone}"
+        )
+        trainings.append(summary)
+        val_metrics.append(metrics)
+
+    leaderboard, winner = select_best(val_metrics=val_metrics, trainings=trainings)
+    best_model, test_metrics, test_predictions = evaluate_winner(
+        winner=winner, images=images, splits=splits, run=run, clahe=clahe
+    )
+    decision = gate(
+        test_metrics=test_metrics,
+        test_predictions=test_predictions,
+        images=images,
+        run=run,
+        production_version=production_version,
+        git_commit=git_commit,
+        data_hash=data_hash,
+    )
+    stage = promote(promotion_decision=decision)
+    package(best_model=best_model, stage=stage, images=images, splits=splits, run=run)
+    report(
+        leaderboard=leaderboard,
+        winner=winner,
+        trainings=trainings,
+        test_metrics=test_metrics,
+        test_predictions=test_predictions,
+        best_model=best_model,
+        promotion_decision=decision,
+        audit_summary=audit_summary,
+        images=images,
+        splits=splits,
+        run=run,
+        clahe=clahe,
+        data_hash=data_hash,
+        git_commit=git_commit,
+    )

@@ -1,0 +1,389 @@
+"""The audit as one self-contained HTML file: tables of figures and example pairs.
+
+Everything is inline (CSS, PNG thumbnails as base64 data URIs); the file opens offline and
+can be attached to a run or an email as is.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from braintumor.integrity.dedup import Duplicates
+from braintumor.integrity.verify import load_gray
+
+THUMBNAIL = 160
+EXAMPLES_PER_KIND = 4
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
+max-width:1100px;color:#1a1a1a;line-height:1.45;padding:0 1rem}
+h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2.2rem;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:.6rem 0 1rem}th,td{border:1px solid #bbb;
+padding:.25rem .6rem;text-align:right}th{background:#eef}
+td:first-child,th:first-child{text-align:left}
+.warn{background:#fff4d6;border-left:4px solid #d08c00;padding:.5rem .8rem}
+.ok{background:#e8f6ea;border-left:4px solid #2a8a3a;padding:.5rem .8rem}
+.pairs{display:flex;flex-wrap:wrap;gap:1rem}.pair{border:1px solid #ccc;padding:.4rem;
+background:#fafafa;max-width:100%}.pair img{background:#000;margin-right:.3rem;vertical-align:top}
+.caption{font-size:.8rem;color:#333;max-width:520px;word-break:break-all}
+pre{background:#f4f4f4;padding:.6rem;overflow-x:auto;font-size:.8rem}
+.meta{color:#555;font-size:.9rem}
+"""
+
+
+def thumbnail_data_uri(gray: np.ndarray, size: int = THUMBNAIL) -> str:
+    """A PNG thumbnail (longest side `size`) as a data URI."""
+    height, width = gray.shape[:2]
+    scale = size / max(height, width)
+    if scale < 1:
+        gray = cv2.resize(
+            gray, (max(1, round(width * scale)), max(1, round(height * scale))), cv2.INTER_AREA
+        )
+    ok, encoded = cv2.imencode(".png", gray)
+    if not ok:
+        raise ValueError("could not encode a thumbnail")
+    return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _table(rows: Iterable[Iterable[Any]], header: Iterable[Any]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _nested_table(nested: dict[str, dict[str, int]], row_name: str) -> str:
+    """Rows: the outer keys; columns: the union of the inner keys; plus totals."""
+    columns = sorted({key for inner in nested.values() for key in inner})
+    rows = [
+        [outer, *(inner.get(c, 0) for c in columns), sum(inner.values())]
+        for outer, inner in sorted(nested.items())
+    ]
+    totals = ["total", *(sum(inner.get(c, 0) for inner in nested.values()) for c in columns)]
+    rows.append([*totals, sum(totals[1:])])
+    return _table(rows, [row_name, *columns, "total"])
+
+
+class _Images:
+    """Thumbnails of manifest paths, read once."""
+
+    def __init__(self, data_root: Path, loader: Callable[[Path], np.ndarray]) -> None:
+        self.data_root, self.loader, self.cache = Path(data_root), loader, {}
+
+    def uri(self, path: str) -> str:
+        if path not in self.cache:
+            try:
+                self.cache[path] = thumbnail_data_uri(self.loader(self.data_root / path))
+            except Exception:  # a report must not fail on one unreadable example
+                self.cache[path] = ""
+        return self.cache[path]
+
+
+def _figure(images: _Images, paths: list[str], caption: str) -> str:
+    tags = "".join(
+        f'<img src="{images.uri(p)}" alt="{_e(p)}" title="{_e(p)}">' for p in paths if images.uri(p)
+    )
+    return f'<div class="pair">{tags}<div class="caption">{caption}</div></div>'
+
+
+def _pair_examples(
+    images: _Images, manifest: pd.DataFrame, pairs: pd.DataFrame, describe: Callable[[Any], str]
+) -> str:
+    if pairs.empty:
+        return "<p>None found.</p>"
+    paths = manifest["path"].to_numpy()
+    blocks = [
+        _figure(images, [paths[row.i], paths[row.j]], describe(row))
+        for row in pairs.head(EXAMPLES_PER_KIND).itertuples()
+    ]
+    return '<div class="pairs">' + "".join(blocks) + "</div>"
+
+
+def _examples(images: _Images, manifest: pd.DataFrame, duplicates: Duplicates) -> dict[str, str]:
+    paths, labels, splits = (manifest[c].to_numpy() for c in ("path", "label", "split"))
+
+    def names(row: Any) -> str:
+        return (
+            f"{_e(paths[row.i])} ({_e(labels[row.i])})<br>{_e(paths[row.j])} ({_e(labels[row.j])})"
+        )
+
+    pairs, candidates = duplicates.pairs, duplicates.candidates
+    exact = pairs[pairs["kind"] == "exact"]
+    if "sha256" in manifest.columns:  # prefer copies whose bytes differ: the case bytes miss
+        sha = manifest["sha256"].to_numpy()
+        differs = sha[exact["i"].to_numpy()] != sha[exact["j"].to_numpy()]
+        exact = pd.concat([exact[differs], exact[~differs]])
+    near = pairs[pairs["kind"] == "near"].sort_values("score")
+    rejected = candidates[~candidates["same"]].sort_values("score", ascending=False)
+    cross_split = splits[pairs["i"].to_numpy()] != splits[pairs["j"].to_numpy()]
+    # near copies first (the ones byte hashes miss), one example per class where possible
+    leak = pairs[cross_split].assign(_label=labels[pairs["i"].to_numpy()][cross_split])
+    leak = leak.sort_values(["kind", "score"], ascending=[False, True])
+    leak = pd.concat([leak.drop_duplicates("_label"), leak]).drop_duplicates(["i", "j"])
+    return {
+        "exact": _pair_examples(
+            images, manifest, exact, lambda r: "identical pixels<br>" + names(r)
+        ),
+        "near": _pair_examples(
+            images,
+            manifest,
+            near,
+            lambda r: (
+                f"score {r.score:.3f}, pHash distance {r.hash_distance}"
+                f"{' (mirrored)' if r.mirrored else ''}<br>" + names(r)
+            ),
+        ),
+        "rejected": _pair_examples(
+            images,
+            manifest,
+            rejected,
+            lambda r: (
+                f"NOT merged: score {r.score:.3f} although pHash distance is "
+                f"{r.hash_distance}<br>" + names(r)
+            ),
+        ),
+        "leak": _pair_examples(
+            images, manifest, leak, lambda r: f"{r.kind} duplicate across splits<br>" + names(r)
+        ),
+    }
+
+
+def _conflict_examples(images: _Images, figures: dict[str, Any]) -> str:
+    listing = figures["label_conflicts"]["list"]
+    if not listing:
+        return '<p class="ok">No duplicate cluster carries more than one label.</p>'
+    blocks = []
+    for conflict in listing[:EXAMPLES_PER_KIND]:
+        labels = ", ".join(f"{k}: {v}" for k, v in conflict["labels"].items())
+        blocks.append(
+            _figure(
+                images,
+                conflict["paths"][:6],
+                f"cluster {conflict['cluster_id']} ({labels})<br>"
+                + "<br>".join(_e(p) for p in conflict["paths"]),
+            )
+        )
+    return '<div class="pairs">' + "".join(blocks) + "</div>"
+
+
+def render_report(
+    data_root: Path,
+    manifest: pd.DataFrame,
+    duplicates: Duplicates,
+    figures: dict[str, Any],
+    loader: Callable[[Path], np.ndarray] = load_gray,
+) -> str:
+    """The report's HTML text (see `write_report`)."""
+    images = _Images(data_root, loader)
+    examples = _examples(images, manifest.reset_index(drop=True), duplicates)
+    clusters, leakage, near = figures["clusters"], figures["leakage"], figures["near"]
+    conflicts, shortcut = figures["label_conflicts"], figures["shortcut"]
+    protocols = figures["protocols"]
+    official = protocols.get("official", {}).get("official")
+    loose_key = next(k for k in near if k.startswith("pairs_within_"))
+    loose = near[loose_key]
+
+    summary = [
+        f"{figures['images']['total']} images; {clusters['clusters']} duplicate clusters hold "
+        f"{clusters['images_in_clusters']} images, of which {clusters['redundant_images']} "
+        f"({clusters['redundant_share']:.1%}) are redundant copies.",
+        f"{conflicts['clusters']} clusters carry more than one label ({conflicts['images']} "
+        "images, quarantined).",
+    ]
+    if leakage["testing_images"]:
+        summary.append(
+            f"{leakage['testing_with_training_twin']} of {leakage['testing_images']} Testing "
+            f"images ({leakage['share_of_testing']:.1%}) are the same picture as a Training image."
+        )
+    if official:
+        left = ", ".join(f"{k} {v}" for k, v in official["test_left_by_class"].items()) or "none"
+        summary.append(
+            f"Protocol official: {official['test_left']} Testing images are left after removing "
+            f"twins and duplicates ({left})."
+        )
+    shortcut_class = "warn" if shortcut["shortcut"] else "ok"
+
+    protocol_tables = "".join(
+        f"<h3>{_e(name)}</h3>" + _nested_table(info["kept_by_split_class"], "split")
+        for name, info in protocols.items()
+    )
+    official_table = ""
+    if official:
+        official_table = _table(
+            [
+                ["Testing images", official["testing_images"]],
+                [
+                    "removed: same picture as a Training image",
+                    official["removed_with_training_twin"],
+                ],
+                [
+                    "removed: duplicate within Testing",
+                    official["removed_as_duplicates_within_testing"],
+                ],
+                ["quarantined (label conflicts)", official["quarantined"]],
+                ["left for the test", official["test_left"]],
+            ],
+            ["official protocol", "images"],
+        )
+    scope_rows = [
+        [
+            name,
+            s["images"],
+            s["balanced_accuracy"],
+            s["chance"],
+            s["notumor_vs_tumour"],
+            "yes" if s["shortcut"] else "no",
+        ]
+        for name, s in shortcut["scopes"].items()
+    ]
+    size_rows = [
+        [
+            split,
+            label,
+            info["most_common"],
+            f"{info['share']:.0%}",
+            f"{info['share_dominant_size']:.0%}",
+        ]
+        for split, per_label in shortcut["most_common_size"].items()
+        for label, info in per_label.items()
+    ]
+    leak_rows = [
+        [label, info["testing"], info["with_training_twin"]]
+        for label, info in leakage["by_class"].items()
+    ]
+    policy_rows = [[k, v] for k, v in figures["policy"].items()]
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Data integrity audit</title><style>{_CSS}</style></head><body>
+<h1>Data integrity audit</h1>
+<p class="meta">Data root: {_e(data_root)} &middot; generated {generated} &middot;
+splits.csv written for protocol <b>{_e(figures["protocol"])}</b></p>
+<ul>{"".join(f"<li>{_e(s)}</li>" for s in summary)}</ul>
+<p class="{shortcut_class}">{_e(shortcut["summary"])}</p>
+
+<h2>Images</h2>
+{_nested_table(figures["images"]["by_split_class"], "source split")}
+
+<h2>Exact duplicates</h2>
+{_table([[k.replace("_", " "), v] for k, v in figures["exact"].items()], ["measure", "count"])}
+<p>Pixel-identical means the same decoded pixels, whatever the file bytes.</p>
+{examples["exact"]}
+
+<h2>Near duplicates</h2>
+<p>Candidates: pairs of distinct images whose whole-image or head-crop perceptual hashes
+(mirrored or not) differ in at most {near["hamming_threshold"]} of 64 bits. Each candidate is
+verified on pixels: both images are cropped to the head, aligned (affine ECC) and must reach a
+correlation of {near["min_correlation"]}.</p>
+{
+        _table(
+            [
+                ["candidate pairs", near["candidate_pairs"]],
+                ["verified: the same picture", near["verified_pairs"]],
+                ["rejected: similar hash, different picture", near["rejected_pairs"]],
+                [
+                    f"candidates within pHash distance {loose_key.rsplit('_', 1)[1]}",
+                    loose["pairs"],
+                ],
+                ["... of which the same picture", loose["same_picture"]],
+            ],
+            ["measure", "pairs"],
+        )
+    }
+<p>A perceptual hash alone over-merges MRI slices: most close-hash pairs are adjacent slices.
+Examples of verified pairs (lowest scores first):</p>
+{examples["near"]}
+<p>Examples of rejected candidates (highest scores first):</p>
+{examples["rejected"]}
+
+<h2>Duplicate clusters</h2>
+{
+        _table(
+            [
+                ["clusters (2 or more images)", clusters["clusters"]],
+                ["images in clusters", clusters["images_in_clusters"]],
+                ["redundant images", clusters["redundant_images"]],
+                ["largest cluster", clusters["largest_cluster"]],
+            ],
+            ["measure", "count"],
+        )
+    }
+<h3>Clusters per class</h3>
+{_table(sorted(clusters["clusters_by_class"].items()), ["class", "clusters"])}
+<h3>Redundant images per source split and class</h3>
+<p>Copies beyond the one image kept per cluster (quarantined clusters not counted).</p>
+{_nested_table(clusters["redundant_by_split_class"], "source split")}
+
+<h2>Label conflicts</h2>
+<p>Clusters whose copies carry different labels are quarantined whole (policy
+<code>cross_class</code>).</p>
+{_conflict_examples(images, figures)}
+
+<h2>Leakage between Training and Testing</h2>
+<p>{leakage["clusters_spanning_training_and_testing"]} clusters span both source splits.</p>
+{_table(leak_rows, ["class", "Testing images", "with a Training twin"])}
+{examples["leak"]}
+
+<h2>Splits</h2>
+<p>No cluster straddles train/val/test; one image per cluster is kept. Kept images per split
+and class, for each protocol:</p>
+{protocol_tables}
+{official_table}
+
+<h2>Metadata shortcut</h2>
+<p>{_e(shortcut["model"])} on {_e(", ".join(shortcut["features"]))}; {
+        _e(shortcut["criterion"])
+    }.</p>
+{
+        _table(
+            scope_rows,
+            ["scope", "images", "balanced accuracy", "chance", "no tumour vs tumour", "shortcut"],
+        )
+    }
+{
+        _table(
+            size_rows,
+            [
+                "source split",
+                "class",
+                "most common size",
+                "share",
+                f"share {shortcut['dominant_size']}",
+            ],
+        )
+    }
+<pre>{_e(shortcut["tree"])}</pre>
+
+<h2>Policy</h2>
+{_table(policy_rows, ["setting", "value"])}
+<p class="meta">Timings (s): {_e(figures.get("timings", {}))}</p>
+</body></html>
+"""
+
+
+def write_report(
+    target: Path,
+    data_root: Path,
+    manifest: pd.DataFrame,
+    duplicates: Duplicates,
+    figures: dict[str, Any],
+    loader: Callable[[Path], np.ndarray] = load_gray,
+) -> Path:
+    """Write the self-contained HTML report to `target` and return its path."""
+    target = Path(target)
+    target.write_text(render_report(data_root, manifest, duplicates, figures, loader), "utf-8")
+    return target

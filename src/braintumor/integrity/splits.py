@@ -1,0 +1,267 @@
+"""Leakage-free splits: every duplicate cluster lies in one split, classes stay stratified.
+
+`make_splits(manifest, clusters, policy)` returns one row per manifest image:
+
+| column | meaning |
+|---|---|
+| path, label | from the manifest |
+| origin_split | the source's own split: training, testing or unsplit |
+| cluster_id, cluster_size | duplicate cluster (a unique image is a cluster of one) |
+| split | train, val, test, or none (quarantined) |
+| status | kept (use it), redundant (a copy of a kept image), quarantined (set aside) |
+| reason | why, in words a person can check |
+| protocol | the evaluation protocol that produced the split |
+
+Training uses rows with status == "kept" (split train/val/test). Redundant rows carry their
+cluster's split, so no copy of a test image is ever in train even if someone uses them.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from braintumor.constants import (
+    PROTOCOL_OFFICIAL,
+    PROTOCOL_RESPLIT,
+    TEST,
+    TRAIN,
+    UNSPLIT,
+    VAL,
+)
+from braintumor.integrity.policy import IntegrityPolicy
+
+KEPT, REDUNDANT, QUARANTINED = "kept", "redundant", "quarantined"
+NONE_SPLIT = "none"
+TRAINING, TESTING = "training", "testing"
+
+SPLIT_COLUMNS: tuple[str, ...] = (
+    "path",
+    "label",
+    "origin_split",
+    "cluster_id",
+    "cluster_size",
+    "split",
+    "status",
+    "reason",
+    "protocol",
+)
+
+
+class SplitError(ValueError):
+    """The manifest and clusters cannot be split as asked; the message says what to change."""
+
+
+def _cluster_series(manifest: pd.DataFrame, clusters) -> pd.Series:
+    """Cluster id per manifest row, whatever form `clusters` came in."""
+    if isinstance(clusters, pd.DataFrame):
+        if not {"path", "cluster_id"} <= set(clusters.columns):
+            raise SplitError("a clusters table needs the columns path and cluster_id")
+        mapping = clusters.drop_duplicates("path").set_index("path")["cluster_id"]
+        ids = manifest["path"].map(mapping)
+        if ids.isna().any():
+            missing = manifest.loc[ids.isna(), "path"].head(3).tolist()
+            raise SplitError(f"no cluster id for {ids.isna().sum()} images, e.g. {missing}")
+        return pd.Series(ids.to_numpy(), index=manifest.index)
+    if isinstance(clusters, pd.Series):
+        ids = clusters.reindex(manifest.index)
+    else:
+        values = np.asarray(clusters).ravel()
+        if len(values) != len(manifest):
+            raise SplitError(
+                f"clusters must give one cluster id per manifest row "
+                f"({len(values)} ids for {len(manifest)} rows)"
+            )
+        ids = pd.Series(values, index=manifest.index)
+    if ids.isna().any():
+        raise SplitError("clusters must give one cluster id per manifest row")
+    return ids
+
+
+def _choose_representatives(frame: pd.DataFrame, prefer_training: bool) -> pd.Series:
+    """Per cluster, the path kept: most pixels, then (official) a Training image, then path."""
+    ranked = frame.assign(
+        _pixels=-(frame["width"].astype(np.int64) * frame["height"].astype(np.int64))
+        if {"width", "height"} <= set(frame.columns)
+        else 0,
+        _not_training=(frame["origin_split"] == TESTING) if prefer_training else False,
+    ).sort_values(["cluster_id", "_not_training", "_pixels", "path"])
+    return ranked.groupby("cluster_id", sort=False)["path"].first()
+
+
+def _conflicts(frame: pd.DataFrame, policy: IntegrityPolicy) -> pd.Series:
+    """Reason per quarantined row (label conflicts), empty string for the others."""
+    reasons = pd.Series("", index=frame.index, dtype=object)
+    n_labels = frame.groupby("cluster_id")["label"].transform("nunique")
+    for cluster_id, members in frame[n_labels > 1].groupby("cluster_id"):
+        counts = members["label"].value_counts()
+        labels = "+".join(sorted(counts.index))
+        conflict = f"label conflict: the same picture is labelled {labels} (cluster {cluster_id})"
+        top = counts[counts == counts.max()]
+        if policy.cross_class == "majority" and len(top) == 1:
+            losers = members.index[members["label"] != top.index[0]]
+            reasons[losers] = conflict + f"; kept the majority label {top.index[0]}"
+        else:
+            reasons[members.index] = conflict
+    return reasons
+
+
+def _grouped_stratified(
+    units: pd.DataFrame, fractions: dict[str, float], seed: int
+) -> dict[int, str]:
+    """Assign clusters (`cluster_id, label, size`) to splits, class by class.
+
+    Within a class, clusters are shuffled with the seed (in an order fixed by their first
+    path, so the result does not depend on the manifest's row order) and dealt out until each
+    split holds its share of the class's images; the rest go to train.
+    """
+    assignment: dict[int, str] = {}
+    for label, group in units.groupby("label", sort=True):
+        group = group.sort_values("first_path")
+        rng = np.random.default_rng([seed, zlib.crc32(str(label).encode())])
+        order = rng.permutation(len(group))
+        total = int(group["size"].sum())
+        targets = {name: round(share * total) for name, share in fractions.items()}
+        filled = dict.fromkeys(fractions, 0)
+        for position in order:
+            row = group.iloc[position]
+            target_split = next((name for name in fractions if filled[name] < targets[name]), TRAIN)
+            if target_split != TRAIN:
+                filled[target_split] += int(row["size"])
+            assignment[int(row["cluster_id"])] = target_split
+    return assignment
+
+
+def make_splits(
+    manifest: pd.DataFrame, clusters, policy: IntegrityPolicy | None = None
+) -> pd.DataFrame:
+    """The splits table (see the module docstring) for `manifest` and its duplicate clusters.
+
+    Args:
+        manifest: rows with at least `path, split, label` (width/height pick the largest copy
+            of a picture as its representative).
+        clusters: cluster id per manifest row: a Series aligned with the manifest's index,
+            an array in row order, or a table with columns `path, cluster_id`.
+        policy: protocol, fractions, seed and what to do with label conflicts.
+    """
+    policy = policy or IntegrityPolicy()
+    missing = {"path", "split", "label"} - set(manifest.columns)
+    if missing:
+        raise SplitError(f"the manifest lacks the columns {sorted(missing)}")
+    if manifest["path"].duplicated().any():
+        raise SplitError("the manifest lists a path twice; re-run ingestion")
+    frame = manifest.copy()
+    frame["cluster_id"] = _cluster_series(manifest, clusters).astype(np.int64)
+    frame["origin_split"] = frame["split"].astype(str)
+    frame["cluster_size"] = frame.groupby("cluster_id")["path"].transform("size").astype(np.int64)
+    official = policy.protocol == PROTOCOL_OFFICIAL
+    if official and not (frame["origin_split"] == TESTING).any():
+        raise SplitError(
+            "protocol 'official' needs the source's Testing split, but no image comes from "
+            "one; use protocol 'resplit'"
+        )
+
+    frame["reason"] = _conflicts(frame, policy)
+    quarantined = frame["reason"] != ""
+    frame["status"] = np.where(quarantined, QUARANTINED, KEPT)
+    frame["split"] = NONE_SPLIT
+
+    usable = frame[~quarantined]
+    representatives = _choose_representatives(usable, prefer_training=official)
+    is_representative = (
+        usable["path"].to_numpy() == usable["cluster_id"].map(representatives).to_numpy()
+    )
+    if policy.keep_one_per_cluster:
+        copies = usable.index[~is_representative]
+        frame.loc[copies, "status"] = REDUNDANT
+        _set_reasons(
+            frame, copies, lambda row: f"same picture as {representatives[row.cluster_id]}"
+        )
+    kept = frame[frame["status"] == KEPT]
+    _set_reasons(
+        frame,
+        kept.index,
+        lambda row: (
+            "unique"
+            if row.cluster_size == 1
+            else f"representative of cluster {row.cluster_id} ({row.cluster_size} images)"
+        ),
+    )
+
+    units = (
+        frame[frame["status"] == KEPT]
+        .groupby("cluster_id")
+        .agg(label=("label", "first"), size=("path", "size"), first_path=("path", "min"))
+        .reset_index()
+    )
+    if official:
+        assignment = _official_assignment(frame, units, policy)
+    else:
+        fractions = {TEST: policy.test_fraction, VAL: policy.val_fraction}
+        assignment = _grouped_stratified(units, fractions, policy.seed)
+    usable_rows = frame["status"] != QUARANTINED
+    frame.loc[usable_rows, "split"] = frame.loc[usable_rows, "cluster_id"].map(assignment)
+    # A cluster whose kept image went elsewhere (none here) would leave NaN: fail loudly.
+    if frame.loc[usable_rows, "split"].isna().any():
+        raise AssertionError("a cluster without a kept image was not assigned a split")
+    if official:
+        leaked = usable_rows & (frame["origin_split"] == TESTING) & (frame["split"] != TEST)
+        frame.loc[leaked, "status"] = REDUNDANT
+        _set_reasons(
+            frame,
+            frame.index[leaked],
+            lambda row: (
+                f"removed from Testing: same picture as {representatives[row.cluster_id]}"
+                " in the training pool"
+            ),
+        )
+    frame["protocol"] = policy.protocol
+    return frame.loc[:, list(SPLIT_COLUMNS)].sort_values("path").reset_index(drop=True)
+
+
+def _set_reasons(frame: pd.DataFrame, index: pd.Index, text: Callable[[Any], str]) -> None:
+    """Write `text(row)` as the reason of the rows in `index` (a no-op when it is empty)."""
+    if len(index):
+        frame.loc[index, "reason"] = [text(row) for row in frame.loc[index].itertuples()]
+
+
+def _official_assignment(
+    frame: pd.DataFrame, units: pd.DataFrame, policy: IntegrityPolicy
+) -> dict[int, str]:
+    """Clusters only in Testing form the test split; the rest are split into train and val."""
+    usable = frame[frame["status"] != QUARANTINED]
+    only_testing = usable.groupby("cluster_id")["origin_split"].agg(
+        lambda origins: bool((origins == TESTING).all())
+    )
+    test_ids = set(only_testing.index[only_testing])
+    assignment = dict.fromkeys((int(c) for c in test_ids), TEST)
+    pool = units[~units["cluster_id"].isin(test_ids)]
+    assignment.update(_grouped_stratified(pool, {VAL: policy.val_fraction}, policy.seed))
+    return assignment
+
+
+def split_counts(splits: pd.DataFrame) -> pd.DataFrame:
+    """Images per split and class among the kept rows (what training will see)."""
+    kept = splits[splits["status"] == KEPT]
+    table = pd.crosstab(kept["label"], kept["split"])
+    return table.reindex(columns=[c for c in (TRAIN, VAL, TEST) if c in table.columns])
+
+
+__all__ = [
+    "KEPT",
+    "NONE_SPLIT",
+    "PROTOCOL_OFFICIAL",
+    "PROTOCOL_RESPLIT",
+    "QUARANTINED",
+    "REDUNDANT",
+    "SPLIT_COLUMNS",
+    "UNSPLIT",
+    "IntegrityPolicy",
+    "SplitError",
+    "make_splits",
+    "split_counts",
+]

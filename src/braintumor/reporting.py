@@ -1,0 +1,261 @@
+"""The run report: one self-contained HTML file (inline CSS and images, opens offline) with
+the leaderboard, the winner's plots, a Grad-CAM gallery, the data audit and the gate decision.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
+max-width:1200px;color:#1b1b1b;padding:0 1rem}
+h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
+.meta{color:#555}table{border-collapse:collapse;margin:.5rem 0;font-size:.92rem}
+th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}
+th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}
+tr.winner td{background:#e8f1fb;font-weight:600}
+.pass{color:#0a6b2d;font-weight:700}.fail{color:#a4161a;font-weight:700}
+.plots img{max-width:380px;margin:.3rem;border:1px solid #eee}
+.gallery{display:flex;flex-wrap:wrap;gap:.6rem}
+.card{border:1px solid #ddd;border-radius:6px;padding:.4rem;width:260px;font-size:.85rem}
+.card img{width:125px;height:125px;object-fit:contain;background:#000}
+.card.wrong{border-color:#a4161a}.note{background:#fff8e1;border-left:4px solid #f0b400;
+padding:.5rem .8rem}
+"""
+
+
+@dataclass
+class GalleryItem:
+    """One test image with the winner's prediction and Grad-CAM overlay (PNG bytes)."""
+
+    true_label: str
+    predicted: str
+    confidence: float
+    image_png: bytes
+    overlay_png: bytes
+
+    @property
+    def correct(self) -> bool:
+        return self.true_label == self.predicted
+
+
+@dataclass
+class RunReport:
+    """Everything the report shows; plain values so it is easy to build and to test."""
+
+    title: str
+    protocol: str
+    preprocessing: str
+    data_hash: str
+    git_commit: str
+    leaderboard: list[dict[str, Any]]  # one row per backbone (see LEADERBOARD_COLUMNS)
+    winner: str
+    test_metrics: dict[str, Any]
+    decision: dict[str, Any]
+    plots: dict[str, bytes] = field(default_factory=dict)  # caption -> PNG
+    gallery: list[GalleryItem] = field(default_factory=list)
+    audit: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+LEADERBOARD_COLUMNS: list[tuple[str, str]] = [
+    ("backbone", "backbone"),
+    ("val_weighted_f1", "val weighted F1"),
+    ("val_weighted_f1_ci", "95% CI"),
+    ("val_min_recall", "min class recall"),
+    ("params", "parameters"),
+    ("train_seconds", "training (s)"),
+    ("model_mb", "size (MB)"),
+    ("latency_ms", "latency (ms/image)"),
+]
+
+
+def _png(data: bytes, alt: str) -> str:
+    encoded = base64.b64encode(data).decode()
+    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{encoded}">'
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if value < 10 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return f"[{value[0]:.4f}, {value[1]:.4f}]"
+    return escape(str(value))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], highlight: str = "") -> str:
+    head = "".join(f"<th>{escape(label)}</th>" for _, label in columns)
+    body = []
+    for row in rows:
+        css = ' class="winner"' if highlight and row.get(columns[0][0]) == highlight else ""
+        cells = "".join(f"<td>{_cell(row.get(key, ''))}</td>" for key, _ in columns)
+        body.append(f"<tr{css}>{cells}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _decision_html(decision: dict[str, Any]) -> str:
+    if not decision:
+        return "<p>No gate decision was made.</p>"
+    verdict = (
+        f'<span class="pass">PROMOTED to {escape(str(decision.get("target_stage")))}</span>'
+        if decision.get("passed")
+        else '<span class="fail">REJECTED</span>: production is unchanged'
+    )
+    checks = "".join(
+        f'<li class="{"pass" if c["passed"] else "fail"}">{"✔" if c["passed"] else "✘"} '
+        f"<span style='color:#1b1b1b;font-weight:400'>{escape(c['detail'])}</span></li>"
+        for c in decision.get("checks", [])
+    )
+    return f"<p>{verdict}</p><ul>{checks}</ul>"
+
+
+def _metrics_html(metrics: dict[str, Any]) -> str:
+    headline = [
+        ("weighted F1", metrics.get("weighted_f1")),
+        ("95% CI", metrics.get("weighted_f1_ci")),
+        ("macro F1", metrics.get("macro_f1")),
+        ("accuracy", metrics.get("accuracy")),
+        ("balanced accuracy", metrics.get("balanced_accuracy")),
+        ("ROC AUC (macro, one-vs-rest)", metrics.get("roc_auc_macro")),
+        ("expected calibration error", metrics.get("ece")),
+        ("test images", metrics.get("n")),
+    ]
+    rows = "".join(
+        f"<tr><td>{escape(k)}</td><td>{_cell(v)}</td></tr>" for k, v in headline if v is not None
+    )
+    per_class = metrics.get("per_class", {})
+    class_rows = [{"class": name, **values} for name, values in per_class.items()]
+    columns = [
+        ("class", "class"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("f1", "F1"),
+        ("support", "images"),
+    ]
+    return f"<table>{rows}</table>" + (_table(class_rows, columns) if class_rows else "")
+
+
+def _gallery_html(items: list[GalleryItem]) -> str:
+    if not items:
+        return "<p>No Grad-CAM examples.</p>"
+    cards = []
+    for item in items:
+        verdict = "correct" if item.correct else "wrong"
+        cards.append(
+            f'<div class="card {"" if item.correct else "wrong"}">'
+            f"{_png(item.image_png, 'input')}{_png(item.overlay_png, 'Grad-CAM overlay')}"
+            f"<div>true <b>{escape(item.true_label)}</b>, predicted "
+            f"<b>{escape(item.predicted)}</b> ({item.confidence:.0%}): {verdict}</div></div>"
+        )
+    return f'<div class="gallery">{"".join(cards)}</div>'
+
+
+def _audit_html(audit: dict[str, Any]) -> str:
+    if not audit:
+        return "<p>No audit figures.</p>"
+    rows = "".join(
+        f"<tr><td>{escape(str(k))}</td><td>{_cell(v)}</td></tr>"
+        for k, v in audit.items()
+        if not isinstance(v, dict | list)
+    )
+    return f"<table>{rows}</table>"
+
+
+def render_run_report(report: RunReport) -> str:
+    """The whole report as one HTML string."""
+    plots = "".join(
+        f"<figure>{_png(png, caption)}<figcaption>{escape(caption)}</figcaption></figure>"
+        for caption, png in report.plots.items()
+    )
+    notes = "".join(f'<p class="note">{escape(n)}</p>' for n in report.notes)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(report.title)}</title>
+<style>{CSS}</style></head><body>
+<h1>{escape(report.title)}</h1>
+<p class="meta">evaluation protocol <b>{escape(report.protocol)}</b> · preprocessing
+<b>{escape(report.preprocessing)}</b> · data <code>{escape(report.data_hash)}</code> · code
+<code>{escape(report.git_commit)}</code></p>{notes}
+<h2>Gate decision</h2>{_decision_html(report.decision)}
+<h2>Leaderboard (validation split, protocol {escape(report.protocol)})</h2>
+{_table(report.leaderboard, LEADERBOARD_COLUMNS, highlight=report.winner)}
+<h2>Winner on the test split: {escape(report.winner)}</h2>{_metrics_html(report.test_metrics)}
+<div class="plots">{plots}</div>
+<h2>Grad-CAM: where the winner looks</h2>{_gallery_html(report.gallery)}
+<h2>Data audit</h2>{_audit_html(report.audit)}
+</body></html>
+"""
+
+
+def figure_png(figure: Any) -> bytes:
+    """A Matplotlib figure as PNG bytes (the figure is closed)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def pick_gallery(
+    y_true: Any, probs: Any, correct_per_class: int, wrong_per_class: int
+) -> list[int]:
+    """Indices to explain: per true class, the most confident right and wrong predictions."""
+    import numpy as np
+
+    y_true, probs = np.asarray(y_true), np.asarray(probs)
+    predicted, confidence = probs.argmax(axis=1), probs.max(axis=1)
+    chosen: list[int] = []
+    for label in np.unique(y_true):
+        for wanted, count in ((True, correct_per_class), (False, wrong_per_class)):
+            members = np.flatnonzero((y_true == label) & ((predicted == label) == wanted))
+            ranked = members[np.argsort(-confidence[members], kind="stable")]
+            chosen += ranked[:count].tolist()
+    return chosen
+
+
+def build_gallery(
+    model: Any,
+    x: Any,
+    y_true: Any,
+    probs: Any,
+    class_names: list[str] | tuple[str, ...],
+    correct_per_class: int = 2,
+    wrong_per_class: int = 2,
+) -> list[GalleryItem]:
+    """Grad-CAM of the predicted class for the picked test images."""
+    import cv2
+    import numpy as np
+
+    from braintumor.evaluation.gradcam import gradcam
+
+    def png(rgb_or_gray: Any) -> bytes:
+        array = np.asarray(rgb_or_gray)
+        if array.ndim == 3 and array.shape[2] == 3:
+            array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+        ok, encoded = cv2.imencode(".png", array)
+        if not ok:
+            raise ValueError("could not encode a gallery image")
+        return encoded.tobytes()
+
+    items = []
+    for index in pick_gallery(y_true, probs, correct_per_class, wrong_per_class):
+        image = np.asarray(x[index], dtype=np.float32)
+        cam = gradcam(model, image)
+        gray = np.clip(image.mean(axis=-1), 0, 255).astype(np.uint8)
+        items.append(
+            GalleryItem(
+                true_label=class_names[int(y_true[index])],
+                predicted=class_names[int(np.argmax(probs[index]))],
+                confidence=float(np.max(probs[index])),
+                image_png=png(gray),
+                overlay_png=png(cam.overlay),
+            )
+        )
+    return items

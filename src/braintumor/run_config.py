@@ -1,0 +1,98 @@
+"""What one training run does: which backbones, how each trains, the gate, the packaging.
+
+It is the `parameters.run` block of a ZenML run config in `configs/`; validated once here (at
+the CLI's edge and again when the pipeline is built). Data-stage settings (CLAHE parameters,
+the integrity policy and protocol) live in params.yaml, tracked by DVC: one source each.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from braintumor.promotion import PromotionPolicy
+from braintumor.training.config import TrainingConfig
+
+CLAHE_KEYS = ("clahe_clip_limit", "clahe_tile_grid")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PackageConfig(_Strict):
+    """Packaging into BentoML after the gate (the serving side)."""
+
+    enabled: bool = True
+    # Package when the model reaches at least this stage in this run (staging or production).
+    stage: Literal["staging", "production"] = "staging"
+    build_bento: bool = True
+    export_onnx: bool = True
+
+
+class ResourceConfig(_Strict):
+    """Per-training-step resources requested from the orchestrator (ignored by a local one)."""
+
+    gpu_count: int = Field(0, ge=0)
+    cpu_count: float | None = Field(None, gt=0)
+    memory: str | None = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")  # "16Gi"
+
+
+class ReportConfig(_Strict):
+    gradcam_correct_per_class: int = Field(2, ge=0)
+    gradcam_wrong_per_class: int = Field(2, ge=0)
+
+
+class RunConfig(_Strict):
+    backbones: list[str] = Field(min_length=1)
+    training: dict[str, Any] = Field(default_factory=dict)  # TrainingConfig fields, all backbones
+    overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per backbone
+    gate: PromotionPolicy = PromotionPolicy()
+    package: PackageConfig = PackageConfig()
+    resources: ResourceConfig = ResourceConfig()
+    report: ReportConfig = ReportConfig()
+
+    @field_validator("backbones")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"backbones listed twice: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _valid_training_configs(self) -> RunConfig:
+        unknown = set(self.overrides) - set(self.backbones)
+        if unknown:
+            raise ValueError(f"overrides for backbones that are not run: {sorted(unknown)}")
+        for section in (self.training, *self.overrides.values()):
+            clahe = set(section.get("preprocessing", {})) & set(CLAHE_KEYS)
+            if clahe or "backbone" in section:
+                raise ValueError(
+                    f"set {sorted(clahe) or 'backbone'} elsewhere: CLAHE parameters come from "
+                    "params.yaml (clahe:), the backbone from `backbones`"
+                )
+        for backbone in self.backbones:
+            self.training_config(backbone)  # raises with the field that is wrong
+        return self
+
+    def training_config(self, backbone: str, clahe: dict[str, Any] | None = None) -> TrainingConfig:
+        """The merged TrainingConfig of one backbone (CLAHE settings from params.yaml)."""
+        merged = _deep_merge(self.training, self.overrides.get(backbone, {}))
+        merged["backbone"] = backbone
+        if clahe:
+            preprocessing = dict(merged.get("preprocessing", {}))
+            preprocessing["clahe_clip_limit"] = clahe["clip_limit"]
+            preprocessing["clahe_tile_grid"] = clahe["tile_grid"]
+            merged["preprocessing"] = preprocessing
+        return TrainingConfig(**merged)
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,85 @@
+"""Step: the winner on the test split, with probabilities calibrated on validation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import keras
+import numpy as np
+import pandas as pd
+from zenml import log_metadata, step
+from zenml.artifacts.artifact_config import ArtifactConfig
+from zenml.enums import ArtifactType
+
+from braintumor.constants import ARTIFACT_BEST_MODEL, ARTIFACT_TEST_METRICS, CLASS_NAMES, TEST, VAL
+from braintumor.evaluation.calibration import apply_temperature, fit_temperature
+from braintumor.evaluation.metrics import evaluate, expected_calibration_error
+from braintumor.run_config import RunConfig
+from braintumor.training.dataset import DatasetError, label_indices, load_images, select_split
+from braintumor.training.trainer import predict_proba
+from steps.materializers import ImageFolder
+from steps.registry import this_run_output
+
+
+def _split_probs(model, images: ImageFolder, splits, name: str, spec) -> tuple:
+    rows = select_split(splits, name)
+    if rows.empty:
+        raise DatasetError(f"the {name} split is empty: nothing to evaluate the winner on")
+    x = load_images(rows["path"].tolist(), images.path, spec)
+    return rows, label_indices(rows["label"].tolist()), predict_proba(model, x)
+
+
+@step
+def evaluate_winner(
+    winner: str,
+    images: ImageFolder,
+    splits: pd.DataFrame,
+    run: dict[str, Any],
+    clahe: dict[str, Any],
+) -> tuple[
+    Annotated[
+        keras.Model, ArtifactConfig(name=ARTIFACT_BEST_MODEL, artifact_type=ArtifactType.MODEL)
+    ],
+    Annotated[dict, ARTIFACT_TEST_METRICS],
+    Annotated[pd.DataFrame, "test_predictions"],
+]:
+    """Test metrics of the winner; `best_model` is the model every version is served from."""
+    config = RunConfig(**run).training_config(winner, clahe)
+    spec = config.preprocess_spec()
+    model = this_run_output(f"train_{winner}", f"model_{winner}")
+    _, y_val, val_probs = _split_probs(model, images, splits, VAL, spec)
+    temperature = fit_temperature(y_val, val_probs)
+    rows, y, raw = _split_probs(model, images, splits, TEST, spec)
+    probs = apply_temperature(raw, temperature)
+    metrics = evaluate(y, probs, CLASS_NAMES)
+    metrics.update(
+        backbone=winner,
+        split=TEST,
+        protocol=str(splits["protocol"].iloc[0]),
+        temperature=temperature,
+        ece_uncalibrated=expected_calibration_error(y, raw),
+    )
+    predictions = pd.DataFrame(
+        {
+            "path": rows["path"].to_numpy(),
+            "label": rows["label"].to_numpy(),
+            "predicted": np.asarray(CLASS_NAMES)[probs.argmax(axis=1)],
+            "confidence": probs.max(axis=1),
+        }
+    )
+    for index, name in enumerate(CLASS_NAMES):
+        predictions[f"p_{name}"] = probs[:, index]
+    log_metadata(
+        metadata={
+            "backbone": winner,
+            "test_weighted_f1": metrics["weighted_f1"],
+            "test_weighted_f1_ci": metrics["weighted_f1_ci"],
+            "test_class_recall": {n: v["recall"] for n, v in metrics["per_class"].items()},
+            "temperature": temperature,
+            "preprocessing": spec.to_dict(),
+            "protocol": metrics["protocol"],
+            "training_config": config.model_dump(mode="json"),
+        },
+        infer_model=True,
+    )
+    return model, metrics, predictions

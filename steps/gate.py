@@ -1,0 +1,103 @@
+"""Step: the promotion gate. Re-scores the production model on this run's test images and
+calls the pure `decide_promotion`. `production_version` (read when the run starts) is a
+parameter, so the gate is only served from cache while production is unchanged."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+from zenml import log_metadata, step
+from zenml.logger import get_logger
+
+from braintumor.constants import ARTIFACT_BEST_MODEL, ARTIFACT_DECISION, CLASS_NAMES
+from braintumor.evaluation.calibration import apply_temperature
+from braintumor.evaluation.metrics import mcnemar, paired_bootstrap_delta, weighted_f1
+from braintumor.preprocessing import PreprocessSpec
+from braintumor.promotion import CandidateScores, IncumbentComparison, decide_promotion
+from braintumor.run_config import RunConfig
+from braintumor.training.dataset import label_indices, load_images
+from braintumor.training.trainer import predict_proba
+from steps.materializers import ImageFolder
+from steps.registry import model_version_in_stage
+
+logger = get_logger(__name__)
+
+
+def compare_with_production(production, images: ImageFolder, test_predictions: pd.DataFrame):
+    """Re-score `production` on the candidate's test images and compare the two, image by image,
+    with the candidate's `test_predictions` (paired bootstrap and McNemar)."""
+    y = label_indices(test_predictions["label"].tolist())
+    candidate_probs = test_predictions[[f"p_{n}" for n in CLASS_NAMES]].to_numpy(np.float64)
+    metadata = production.run_metadata
+    spec = PreprocessSpec.from_dict(dict(metadata["preprocessing"]))
+    model = production.get_artifact(ARTIFACT_BEST_MODEL).load()
+    paths = test_predictions["path"].tolist()  # the very images the candidate was scored on
+    probs = apply_temperature(
+        predict_proba(model, load_images(paths, images.path, spec)),
+        float(metadata.get("temperature", 1.0)),
+    )
+    paired = paired_bootstrap_delta(y, candidate_probs, probs)
+    exact = mcnemar(y, candidate_probs.argmax(axis=1), probs.argmax(axis=1))
+    comparison = IncumbentComparison(
+        version=str(production.number),
+        weighted_f1=weighted_f1(y, probs.argmax(axis=1), len(CLASS_NAMES)),
+        delta=paired.delta,
+        delta_ci=paired.ci,
+        p_value=paired.p_value,
+        test=f"paired bootstrap; McNemar p={exact.p_value:.3g}",
+    )
+    return comparison, {
+        "mcnemar_p_value": exact.p_value,
+        "paired_bootstrap_p_value": paired.p_value,
+    }
+
+
+@step
+def gate(
+    test_metrics: dict,
+    test_predictions: pd.DataFrame,
+    images: ImageFolder,
+    run: dict[str, Any],
+    production_version: str,
+    git_commit: str,
+    data_hash: str,
+) -> Annotated[dict, ARTIFACT_DECISION]:
+    """The decision with its reasons, recorded on this run's model version."""
+    policy = RunConfig(**run).gate
+    per_class = test_metrics["per_class"]
+    candidate = CandidateScores(
+        weighted_f1=test_metrics["weighted_f1"],
+        class_recall={n: v["recall"] for n, v in per_class.items()},
+        class_support={n: v["support"] for n, v in per_class.items()},
+    )
+    production = model_version_in_stage("production")
+    found = str(production.id) if production else "none"
+    if found != production_version:
+        raise RuntimeError(
+            f"production changed while this run was going (was {production_version}, is {found}):"
+            " re-run to compare against the new production model"
+        )
+    incumbent, tests = None, {}
+    if production is not None:
+        incumbent, tests = compare_with_production(production, images, test_predictions)
+    decision = decide_promotion(candidate, incumbent, policy, CLASS_NAMES).to_dict()
+    decision.update(
+        incumbent_version=incumbent.version if incumbent else None,
+        incumbent_weighted_f1=incumbent.weighted_f1 if incumbent else None,
+        **tests,
+    )
+    logger.info(decision["summary"])
+    log_metadata(
+        metadata={
+            "gate_passed": decision["passed"],
+            "gate_reasons": decision["reasons"],
+            "gate_summary": decision["summary"],
+            "git_commit": git_commit,
+            "data_hash": data_hash,
+            "policy": policy.model_dump(),
+        },
+        infer_model=True,
+    )
+    return decision

@@ -1,0 +1,44 @@
+"""Step: the data a run trains on (an ingested folder, or any ingestable source)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+from zenml import log_metadata, step
+
+from braintumor.constants import ARTIFACT_MANIFEST, MANIFEST_FILE
+from braintumor.data.ingest import ingest
+from braintumor.data.manifest import read_manifest
+from steps.materializers import ImageFolder, ImageFolderMaterializer
+
+
+@step(output_materializers={"raw_images": ImageFolderMaterializer})
+def load_data(
+    source: str, data_hash: str
+) -> tuple[Annotated[ImageFolder, "raw_images"], Annotated[pd.DataFrame, ARTIFACT_MANIFEST]]:
+    """Use `source` if it is an ingested folder (has a manifest), else ingest it first.
+
+    `data_hash` identifies the data version: it is a parameter so that changed data at the
+    same path never hits the cache, and it is recorded as lineage.
+    """
+    folder = Path(source)
+    quarantined = 0
+    if not (folder / MANIFEST_FILE).is_file():
+        folder = Path(tempfile.mkdtemp(prefix="braintumor-ingest-")) / "raw"
+        result = ingest(source, out_dir=folder)
+        quarantined = len(result.quarantine)
+    manifest = read_manifest(folder)
+    counts = manifest.groupby(["split", "label"]).size()
+    log_metadata(
+        metadata={
+            "data_hash": data_hash,
+            "source": source,
+            "images": len(manifest),
+            "quarantined_at_ingest": quarantined,
+            "counts": {f"{s}/{c}": int(n) for (s, c), n in counts.items()},
+        }
+    )
+    return ImageFolder(folder), manifest

@@ -1,0 +1,58 @@
+"""Step: package the promoted model for serving (BentoML model store + a built Bento)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import keras
+import pandas as pd
+from zenml import get_step_context, log_metadata, step
+from zenml.logger import get_logger
+
+from braintumor.constants import TEST
+from braintumor.run_config import RunConfig
+from braintumor.serving.store import package_model
+from braintumor.training.dataset import load_images, select_split
+from steps.materializers import ImageFolder
+from steps.registry import model_card
+
+logger = get_logger(__name__)
+
+PARITY_IMAGES = 16
+STAGE_ORDER = ("none", "staging", "production")
+
+
+@step(enable_cache=False)
+def package(
+    best_model: keras.Model,
+    stage: str,
+    images: ImageFolder,
+    splits: pd.DataFrame,
+    run: dict[str, Any],
+) -> Annotated[dict, "packaged"]:
+    """Packages a model that reached at least the configured stage in this run."""
+    settings = RunConfig(**run).package
+    if not settings.enabled:
+        reason = "packaging is disabled in the run config"
+    elif STAGE_ORDER.index(stage) < STAGE_ORDER.index(settings.stage):
+        reason = f"the model is in stage {stage!r}; packaging starts at {settings.stage!r}"
+    else:
+        reason = ""
+    if reason:
+        logger.info(f"not packaged: {reason}")
+        return {"packaged": False, "reason": reason}
+    model_version = get_step_context().model_version
+    card = model_card(model_version, stage=stage)
+    rows = select_split(splits, TEST).head(PARITY_IMAGES)
+    parity = load_images(rows["path"].tolist(), images.path, card.spec).astype("float32")
+    model_tag, bento_tag = package_model(
+        best_model,
+        card,
+        onnx=settings.export_onnx,
+        parity_inputs=parity,
+        build=settings.build_bento,
+    )
+    log_metadata(
+        metadata={"bentoml_model": model_tag, "bento": bento_tag or "not built"}, infer_model=True
+    )
+    return {"packaged": True, "model_tag": model_tag, "bento_tag": bento_tag}

@@ -1,0 +1,64 @@
+"""Lookups in the ZenML store shared by several steps (not a step itself)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zenml import get_step_context
+from zenml.client import Client
+from zenml.enums import ModelStages
+from zenml.models import ModelVersionResponse
+
+from braintumor.constants import MODEL_NAME
+
+
+def this_run_output(step_name: str, output_name: str) -> Any:
+    """Load an output of another step of the *current* run (never "latest by name")."""
+    run = Client().get_pipeline_run(get_step_context().pipeline_run.id)
+    try:
+        return run.steps[step_name].outputs[output_name][0].load()
+    except KeyError:
+        raise KeyError(f"this run has no output {output_name!r} of step {step_name!r}") from None
+
+
+def model_version_in_stage(
+    stage: str | ModelStages, name: str = MODEL_NAME
+) -> ModelVersionResponse | None:
+    """The version of `name` in `stage` (e.g. production), or None when there is none."""
+    try:
+        return Client().get_model_version(name, ModelStages(stage))
+    except KeyError:
+        return None
+
+
+FLAT_METRICS = ("weighted_f1", "macro_f1", "accuracy", "balanced_accuracy", "roc_auc_macro", "ece")
+
+
+def flat_metrics(test_metrics: dict[str, Any]) -> dict[str, float]:
+    """The scalar test metrics (what a model card and /metadata show)."""
+    metrics = {k: float(test_metrics[k]) for k in FLAT_METRICS if test_metrics.get(k) is not None}
+    low, high = test_metrics["weighted_f1_ci"]
+    metrics.update(weighted_f1_ci_low=float(low), weighted_f1_ci_high=float(high))
+    for name, values in test_metrics["per_class"].items():
+        if values["support"]:
+            metrics[f"recall_{name}"] = float(values["recall"])
+    return metrics
+
+
+def model_card(model_version: ModelVersionResponse, stage: str | None = None):
+    """The serving model card of a ZenML model version, from what its run recorded."""
+    from braintumor.serving.metadata import ModelCard
+
+    metadata = model_version.run_metadata
+    test_metrics = model_version.get_artifact("test_metrics").load()
+    return ModelCard(
+        preprocessing=dict(metadata["preprocessing"]),
+        backbone=str(metadata["backbone"]),
+        model_version=str(model_version.number),
+        stage=stage or (model_version.stage or "none"),
+        metrics=flat_metrics(test_metrics),
+        protocol=str(metadata.get("protocol")),
+        data_hash=str(metadata.get("data_hash")),
+        git_commit=str(metadata.get("git_commit")),
+        temperature=float(metadata.get("temperature", 1.0)),
+    )
