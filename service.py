@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
 from braintumor.constants import BENTO_SERVICE_NAME  # noqa: E402
+from braintumor.monitoring.prediction_log import PredictionLogger  # noqa: E402
 from braintumor.preprocessing import preprocess  # noqa: E402
 from braintumor.serving.config import ServingConfig  # noqa: E402
 from braintumor.serving.metadata import ModelCard  # noqa: E402
@@ -115,6 +116,10 @@ class BrainTumorClassifier:
         self.predictor = Predictor(
             stored.path, self.card, backend=CONFIG.backend, threads=CONFIG.onnx_threads
         )
+        # Drift monitoring reads these daily logs (on when BRAINTUMOR_PREDICTION_LOG_DIR is set).
+        self.prediction_log = PredictionLogger.from_env(
+            model_version=self.card.model_version, class_names=self.card.class_names
+        )
         if CONFIG.preload_explainer:  # /explain needs TensorFlow: load it off the request path
             threading.Thread(target=self._warm_up_explainer, daemon=True).start()
 
@@ -144,24 +149,27 @@ class BrainTumorClassifier:
             },
         }
 
-    def _tensor(self, image: Any) -> np.ndarray:
-        return preprocess(read_upload(image, CONFIG.limits).pixels, self.spec)
+    def _read(self, image: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(decoded gray slice, model input) of one upload; raises UploadRejected."""
+        gray = read_upload(image, CONFIG.limits).pixels
+        return gray, preprocess(gray, self.spec)
 
-    def _answer(self, probs: np.ndarray) -> Prediction:
+    def _answer(self, gray: np.ndarray, probs: np.ndarray) -> Prediction:
         prediction = make_prediction(
             probs, self.card.class_names, self.threshold, self.card.model_version, self.model_tag
         )
         count_prediction(prediction.label, prediction.needs_review)
+        self.prediction_log.log(gray, probs)
         return prediction
 
     @bentoml.api(route="/predict", input_spec=ImageInput)
     def predict(self, image: Any = None) -> Prediction:
         """One image (JPEG, PNG, TIFF, BMP or DICOM) -> label, probabilities, review flag."""
         try:
-            tensor = self._tensor(image)
+            gray, tensor = self._read(image)
         except UploadRejected as exc:
             return _rejection(exc)
-        return self._answer(self.predictor.predict(tensor[None])[0])
+        return self._answer(gray, self.predictor.predict(tensor[None])[0])
 
     @bentoml.api(
         route="/predict_batch",
@@ -174,18 +182,21 @@ class BrainTumorClassifier:
         """Several images in one request (repeat the `images` field); concurrent requests are
         batched together. A refused image gets its own error and does not fail the others."""
         items: list[BatchItem | None] = [None] * len(images)
-        tensors, positions = [], []
+        grays, tensors, positions = [], [], []
         for position, image in enumerate(images):
             try:
-                tensors.append(self._tensor(image))
-                positions.append(position)
+                gray, tensor = self._read(image)
             except UploadRejected as exc:
                 count_rejection(exc.reason)
                 items[position] = BatchItem(ok=False, error=ErrorBody(**exc.to_body()))
+                continue
+            grays.append(gray)
+            tensors.append(tensor)
+            positions.append(position)
         if tensors:
             probs = self.predictor.predict(np.stack(tensors))
-            for position, row in zip(positions, probs, strict=True):
-                items[position] = BatchItem(ok=True, prediction=self._answer(row))
+            for position, gray, row in zip(positions, grays, probs, strict=True):
+                items[position] = BatchItem(ok=True, prediction=self._answer(gray, row))
         return items
 
     @bentoml.api(route="/explain", input_spec=ImageInput)
@@ -195,10 +206,10 @@ class BrainTumorClassifier:
         from braintumor.serving.explain import b64, explain_tensor
 
         try:
-            tensor = self._tensor(image)
+            gray, tensor = self._read(image)
         except UploadRejected as exc:
             return _rejection(exc)
-        prediction = self._answer(self.predictor.predict(tensor[None])[0])
+        prediction = self._answer(gray, self.predictor.predict(tensor[None])[0])
         index = self.card.class_names.index(prediction.label)
         try:
             explained = explain_tensor(self.predictor.keras_model, tensor, class_index=index)
