@@ -3,7 +3,9 @@ for a few steps on the shipped sample, and that model packaged into the model st
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 # BentoML resolves its home on first use: point it at a throwaway folder before any test
 # touches the model store (child processes, e.g. `bentoml build`, inherit it).
 _HOME = Path(tempfile.mkdtemp(prefix="braintumor-bentoml-"))
+atexit.register(shutil.rmtree, _HOME, True)  # also when no test ran (--collect-only, -k)
 os.environ["BENTOML_HOME"] = str(_HOME)
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 
@@ -133,12 +136,3 @@ def served_bento(built_bento, tiny_model, tiny_card, tmp_path_factory):
         yield server.url
     finally:
         stop_bento(server)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _remove_bentoml_home():
-    """The throwaway BentoML home goes when the session ends."""
-    yield
-    import shutil
-
-    shutil.rmtree(_HOME, ignore_errors=True)
