@@ -6,6 +6,7 @@ Endpoints: POST /predict, /predict_batch (adaptive batching), /explain (Grad-CAM
 documented in `braintumor/serving/config.py` (BRAINTUMOR_MODEL_TAG picks the model).
 """
 
+import contextlib
 import logging
 import sys
 import threading
@@ -20,6 +21,12 @@ if (_SRC / "braintumor").is_dir() and str(_SRC) not in sys.path:
 
 import bentoml  # noqa: E402
 import numpy as np  # noqa: E402
+
+# BentoML's adaptive batching looks up pandas' DataFrame class in sys.modules. If the Grad-CAM
+# warm-up thread (importing Keras, which imports pandas when present) is half-way through
+# importing pandas at that moment, a batch request fails with a 500. Finish that import first.
+with contextlib.suppress(ImportError):
+    import pandas  # noqa: F401
 from pydantic import ValidationError  # noqa: E402
 from pydantic_core import PydanticCustomError  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402

@@ -77,14 +77,17 @@ def promote_to_production(version: int) -> tuple[Decision, ModelVersionResponse]
 
 def package_version(version: int | None = None, stage: str | None = None, build: bool = True):
     """Package a version (by number or stage) into BentoML: `(model_tag, bento_tag)`."""
+    from braintumor.constants import VAL
     from braintumor.serving.store import package_model
-    from braintumor.training.dataset import load_images
+    from braintumor.training.dataset import label_indices, load_images, select_split
     from steps.registry import model_card
 
     model_version = find_version(version, stage)
     model = _run_artifact(model_version, ARTIFACT_BEST_MODEL)
     card = model_card(model_version)
     images = _run_artifact(model_version, "raw_images")
-    predictions = _run_artifact(model_version, "test_predictions").head(16)
-    parity = load_images(predictions["path"].tolist(), images.path, card.spec).astype("float32")
-    return model_version, package_model(model, card, onnx=True, parity_inputs=parity, build=build)
+    rows = select_split(_run_artifact(model_version, "splits"), VAL)
+    parity = load_images(rows["path"].tolist(), images.path, card.spec).astype("float32")
+    labels = label_indices(rows["label"].tolist())
+    tags = package_model(model, card, parity_inputs=parity, parity_labels=labels, build=build)
+    return model_version, tags

@@ -12,7 +12,7 @@ from zenml import log_metadata, step
 from zenml.logger import get_logger
 
 from braintumor.constants import ARTIFACT_BEST_MODEL, ARTIFACT_DECISION, CLASS_NAMES
-from braintumor.evaluation.calibration import apply_temperature
+from braintumor.evaluation.calibration import calibrate
 from braintumor.evaluation.metrics import mcnemar, paired_bootstrap_delta, weighted_f1
 from braintumor.preprocessing import PreprocessSpec
 from braintumor.promotion import CandidateScores, IncumbentComparison, decide_promotion
@@ -34,7 +34,7 @@ def compare_with_production(production, images: ImageFolder, test_predictions: p
     spec = PreprocessSpec.from_dict(dict(metadata["preprocessing"]))
     model = production.get_artifact(ARTIFACT_BEST_MODEL).load()
     paths = test_predictions["path"].tolist()  # the very images the candidate was scored on
-    probs = apply_temperature(
+    probs = calibrate(
         predict_proba(model, load_images(paths, images.path, spec)),
         float(metadata.get("temperature", 1.0)),
     )

@@ -168,7 +168,7 @@ def test_onnx_that_disagrees_with_keras_is_not_shipped(
 def test_package_model_fits_the_temperature_on_labelled_images(
     bentoml_home, tiny_model, tiny_card, sample_arrays
 ):
-    from braintumor.serving.calibration import fit_temperature
+    from braintumor.evaluation.calibration import fit_temperature
 
     x, y, _ = sample_arrays
     x60, y60 = np.concatenate([x, x]), np.concatenate([y, y])  # >= 50 labelled images

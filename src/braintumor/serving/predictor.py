@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from braintumor.serving.calibration import calibrate
+from braintumor.evaluation.calibration import calibrate
 from braintumor.serving.metadata import ModelCard
 
 MODEL_FILE = "model.keras"

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from braintumor.constants import MODEL_NAME
-from braintumor.serving.calibration import fit_temperature
+from braintumor.evaluation.calibration import fit_temperature
 from braintumor.serving.config import MODEL_TAG_ARGUMENT
 from braintumor.serving.metadata import ModelCard
 from braintumor.serving.optimize import RuntimeCheck, accept_runtime, check_runtime, quantize_int8
