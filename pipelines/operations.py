@@ -50,12 +50,7 @@ def promote_to_production(version: int) -> tuple[Decision, ModelVersionResponse]
         raise PromotionError(f"version {version} has no gate record: did its run finish?")
     policy = PromotionPolicy(**{**dict(metadata["policy"]), "promote_to": "production"})
     test_metrics = _run_artifact(candidate_version, "test_metrics")
-    per_class = test_metrics["per_class"]
-    candidate = CandidateScores(
-        weighted_f1=test_metrics["weighted_f1"],
-        class_recall={n: v["recall"] for n, v in per_class.items()},
-        class_support={n: v["support"] for n, v in per_class.items()},
-    )
+    candidate = CandidateScores.from_metrics(test_metrics)
     production = model_version_in_stage("production")
     if production is not None and production.id == candidate_version.id:
         raise PromotionError(f"version {version} is already in production")

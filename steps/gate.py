@@ -66,12 +66,7 @@ def gate(
 ) -> Annotated[dict, ARTIFACT_DECISION]:
     """The decision with its reasons, recorded on this run's model version."""
     policy = RunConfig(**run).gate
-    per_class = test_metrics["per_class"]
-    candidate = CandidateScores(
-        weighted_f1=test_metrics["weighted_f1"],
-        class_recall={n: v["recall"] for n, v in per_class.items()},
-        class_support={n: v["support"] for n, v in per_class.items()},
-    )
+    candidate = CandidateScores.from_metrics(test_metrics)
     production = model_version_in_stage("production")
     found = str(production.id) if production else "none"
     if found != production_version:
