@@ -6,7 +6,10 @@ Endpoints: POST /predict, /predict_batch (adaptive batching), /explain (Grad-CAM
 documented in `braintumor/serving/config.py` (BRAINTUMOR_MODEL_TAG picks the model).
 """
 
+import contextlib
+import logging
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +21,22 @@ if (_SRC / "braintumor").is_dir() and str(_SRC) not in sys.path:
 
 import bentoml  # noqa: E402
 import numpy as np  # noqa: E402
+
+# BentoML's adaptive batching looks up pandas' DataFrame class in sys.modules. If the Grad-CAM
+# warm-up thread (importing Keras, which imports pandas when present) is half-way through
+# importing pandas at that moment, a batch request fails with a 500. Finish that import first.
+with contextlib.suppress(ImportError):
+    import pandas  # noqa: F401
 from pydantic import ValidationError  # noqa: E402
 from pydantic_core import PydanticCustomError  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
 from braintumor.constants import BENTO_SERVICE_NAME  # noqa: E402
+from braintumor.monitoring.prediction_log import PredictionLogger  # noqa: E402
 from braintumor.preprocessing import preprocess  # noqa: E402
 from braintumor.serving.config import ServingConfig  # noqa: E402
 from braintumor.serving.metadata import ModelCard  # noqa: E402
-from braintumor.serving.predictor import Predictor  # noqa: E402
+from braintumor.serving.predictor import ModelLoadError, Predictor  # noqa: E402
 from braintumor.serving.schemas import (  # noqa: E402
     BatchItem,
     ErrorBody,
@@ -45,6 +55,7 @@ from braintumor.serving.web import make_web_app  # noqa: E402
 
 # A built Bento pins its model through the `model_tag` Bento argument (see build_bento).
 CONFIG = ServingConfig.from_env(arguments=vars(bentoml.use_arguments()))
+logger = logging.getLogger("braintumor.service")
 
 
 def _current_metadata() -> dict:
@@ -112,6 +123,20 @@ class BrainTumorClassifier:
         self.predictor = Predictor(
             stored.path, self.card, backend=CONFIG.backend, threads=CONFIG.onnx_threads
         )
+        # Drift monitoring reads these daily logs (on when BRAINTUMOR_PREDICTION_LOG_DIR is set).
+        self.prediction_log = PredictionLogger.from_env(
+            model_version=self.card.model_version, class_names=self.card.class_names
+        )
+        if CONFIG.preload_explainer:  # /explain needs TensorFlow: load it off the request path
+            threading.Thread(target=self._warm_up_explainer, daemon=True).start()
+
+    def _warm_up_explainer(self) -> None:
+        from braintumor.serving.explain import warm_up
+
+        try:
+            warm_up(self.predictor)
+        except Exception:  # /explain will report the problem itself; predictions go on
+            logger.exception("Grad-CAM warm-up failed")
 
     def __is_ready__(self) -> bool:
         return self.predictor is not None
@@ -131,24 +156,27 @@ class BrainTumorClassifier:
             },
         }
 
-    def _tensor(self, image: Any) -> np.ndarray:
-        return preprocess(read_upload(image, CONFIG.limits).pixels, self.spec)
+    def _read(self, image: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(decoded gray slice, model input) of one upload; raises UploadRejected."""
+        gray = read_upload(image, CONFIG.limits).pixels
+        return gray, preprocess(gray, self.spec)
 
-    def _answer(self, probs: np.ndarray) -> Prediction:
+    def _answer(self, gray: np.ndarray, probs: np.ndarray) -> Prediction:
         prediction = make_prediction(
             probs, self.card.class_names, self.threshold, self.card.model_version, self.model_tag
         )
         count_prediction(prediction.label, prediction.needs_review)
+        self.prediction_log.log(gray, probs)
         return prediction
 
     @bentoml.api(route="/predict", input_spec=ImageInput)
     def predict(self, image: Any = None) -> Prediction:
         """One image (JPEG, PNG, TIFF, BMP or DICOM) -> label, probabilities, review flag."""
         try:
-            tensor = self._tensor(image)
+            gray, tensor = self._read(image)
         except UploadRejected as exc:
             return _rejection(exc)
-        return self._answer(self.predictor.predict(tensor[None])[0])
+        return self._answer(gray, self.predictor.predict(tensor[None])[0])
 
     @bentoml.api(
         route="/predict_batch",
@@ -161,32 +189,41 @@ class BrainTumorClassifier:
         """Several images in one request (repeat the `images` field); concurrent requests are
         batched together. A refused image gets its own error and does not fail the others."""
         items: list[BatchItem | None] = [None] * len(images)
-        tensors, positions = [], []
+        grays, tensors, positions = [], [], []
         for position, image in enumerate(images):
             try:
-                tensors.append(self._tensor(image))
-                positions.append(position)
+                gray, tensor = self._read(image)
             except UploadRejected as exc:
                 count_rejection(exc.reason)
                 items[position] = BatchItem(ok=False, error=ErrorBody(**exc.to_body()))
+                continue
+            grays.append(gray)
+            tensors.append(tensor)
+            positions.append(position)
         if tensors:
             probs = self.predictor.predict(np.stack(tensors))
-            for position, row in zip(positions, probs, strict=True):
-                items[position] = BatchItem(ok=True, prediction=self._answer(row))
+            for position, gray, row in zip(positions, grays, probs, strict=True):
+                items[position] = BatchItem(ok=True, prediction=self._answer(gray, row))
         return items
 
     @bentoml.api(route="/explain", input_spec=ImageInput)
     def explain(self, image: Any = None) -> Explanation:
         """One image -> the prediction plus a Grad-CAM overlay of the predicted class (PNG)."""
+        from braintumor.evaluation.gradcam import GradCamError
         from braintumor.serving.explain import b64, explain_tensor
 
         try:
-            tensor = self._tensor(image)
+            gray, tensor = self._read(image)
         except UploadRejected as exc:
             return _rejection(exc)
-        prediction = self._answer(self.predictor.predict(tensor[None])[0])
+        prediction = self._answer(gray, self.predictor.predict(tensor[None])[0])
         index = self.card.class_names.index(prediction.label)
-        explained = explain_tensor(self.predictor.keras_model, tensor, class_index=index)
+        try:
+            explained = explain_tensor(self.predictor.keras_model, tensor, class_index=index)
+        except (ModelLoadError, GradCamError) as exc:  # the model, not the upload, is at fault
+            logger.error("Grad-CAM unavailable: %s", exc)
+            body = {"error": "explanation_unavailable", "detail": " ".join(str(exc).split())}
+            return JSONResponse(body, status_code=503)
         return Explanation(
             **prediction.model_dump(),
             explained_class=prediction.label,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+
+from braintumor.lineage import git_commit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -28,13 +29,6 @@ def machine() -> dict[str, object]:
     }
 
 
-def git_commit() -> str:
-    done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
-    )
-    return done.stdout.strip() or "unknown"
-
-
 def write_results(name: str, figures: dict[str, object], command: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     target = RESULTS / f"{name}.json"
@@ -42,7 +36,7 @@ def write_results(name: str, figures: dict[str, object], command: str) -> Path:
         "benchmark": name,
         "command": command,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
+        "git_commit": git_commit(REPO_ROOT),
         "machine": machine(),
         **figures,
     }

@@ -7,7 +7,6 @@ The CLI (`braintumor train`) and tests call `launch_training`.
 from __future__ import annotations
 
 import copy
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import yaml
 
 from braintumor.data.versioning import data_version
 from braintumor.integrity.policy import IntegrityPolicy
+from braintumor.lineage import git_commit
 from braintumor.params import clahe_params, load_params
 from braintumor.run_config import RunConfig
 
@@ -38,24 +38,6 @@ class TrainingOutcome:
     packaged: dict[str, Any] = field(default_factory=dict)
     report_path: Path | None = None
     exit_code_on_reject: int = 0
-
-
-def git_commit(root: Path = Path(".")) -> str:
-    """The commit of the code, with `-dirty` when the work tree has uncommitted changes."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
 
 
 def read_run_config(path: Path) -> tuple[dict[str, Any], RunConfig]:

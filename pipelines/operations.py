@@ -50,12 +50,7 @@ def promote_to_production(version: int) -> tuple[Decision, ModelVersionResponse]
         raise PromotionError(f"version {version} has no gate record: did its run finish?")
     policy = PromotionPolicy(**{**dict(metadata["policy"]), "promote_to": "production"})
     test_metrics = _run_artifact(candidate_version, "test_metrics")
-    per_class = test_metrics["per_class"]
-    candidate = CandidateScores(
-        weighted_f1=test_metrics["weighted_f1"],
-        class_recall={n: v["recall"] for n, v in per_class.items()},
-        class_support={n: v["support"] for n, v in per_class.items()},
-    )
+    candidate = CandidateScores.from_metrics(test_metrics)
     production = model_version_in_stage("production")
     if production is not None and production.id == candidate_version.id:
         raise PromotionError(f"version {version} is already in production")
@@ -77,14 +72,17 @@ def promote_to_production(version: int) -> tuple[Decision, ModelVersionResponse]
 
 def package_version(version: int | None = None, stage: str | None = None, build: bool = True):
     """Package a version (by number or stage) into BentoML: `(model_tag, bento_tag)`."""
+    from braintumor.constants import VAL
     from braintumor.serving.store import package_model
-    from braintumor.training.dataset import load_images
+    from braintumor.training.dataset import label_indices, load_images, select_split
     from steps.registry import model_card
 
     model_version = find_version(version, stage)
     model = _run_artifact(model_version, ARTIFACT_BEST_MODEL)
     card = model_card(model_version)
     images = _run_artifact(model_version, "raw_images")
-    predictions = _run_artifact(model_version, "test_predictions").head(16)
-    parity = load_images(predictions["path"].tolist(), images.path, card.spec).astype("float32")
-    return model_version, package_model(model, card, onnx=True, parity_inputs=parity, build=build)
+    rows = select_split(_run_artifact(model_version, "splits"), VAL)
+    parity = load_images(rows["path"].tolist(), images.path, card.spec).astype("float32")
+    labels = label_indices(rows["label"].tolist())
+    tags = package_model(model, card, parity_inputs=parity, parity_labels=labels, build=build)
+    return model_version, tags

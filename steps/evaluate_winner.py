@@ -12,7 +12,7 @@ from zenml.artifacts.artifact_config import ArtifactConfig
 from zenml.enums import ArtifactType
 
 from braintumor.constants import ARTIFACT_BEST_MODEL, ARTIFACT_TEST_METRICS, CLASS_NAMES, TEST, VAL
-from braintumor.evaluation.calibration import apply_temperature, fit_temperature
+from braintumor.evaluation.calibration import calibrate, fit_temperature
 from braintumor.evaluation.metrics import evaluate, expected_calibration_error
 from braintumor.run_config import RunConfig
 from braintumor.training.dataset import DatasetError, label_indices, load_images, select_split
@@ -48,9 +48,9 @@ def evaluate_winner(
     spec = config.preprocess_spec()
     model = this_run_output(f"train_{winner}", f"model_{winner}")
     _, y_val, val_probs = _split_probs(model, images, splits, VAL, spec)
-    temperature = fit_temperature(y_val, val_probs)
+    temperature = fit_temperature(val_probs, y_val)
     rows, y, raw = _split_probs(model, images, splits, TEST, spec)
-    probs = apply_temperature(raw, temperature)
+    probs = calibrate(raw, temperature)
     metrics = evaluate(y, probs, CLASS_NAMES)
     metrics.update(
         backbone=winner,

@@ -12,7 +12,7 @@ from zenml import log_metadata, step
 from zenml.logger import get_logger
 
 from braintumor.constants import ARTIFACT_BEST_MODEL, ARTIFACT_DECISION, CLASS_NAMES
-from braintumor.evaluation.calibration import apply_temperature
+from braintumor.evaluation.calibration import calibrate
 from braintumor.evaluation.metrics import mcnemar, paired_bootstrap_delta, weighted_f1
 from braintumor.preprocessing import PreprocessSpec
 from braintumor.promotion import CandidateScores, IncumbentComparison, decide_promotion
@@ -34,7 +34,7 @@ def compare_with_production(production, images: ImageFolder, test_predictions: p
     spec = PreprocessSpec.from_dict(dict(metadata["preprocessing"]))
     model = production.get_artifact(ARTIFACT_BEST_MODEL).load()
     paths = test_predictions["path"].tolist()  # the very images the candidate was scored on
-    probs = apply_temperature(
+    probs = calibrate(
         predict_proba(model, load_images(paths, images.path, spec)),
         float(metadata.get("temperature", 1.0)),
     )
@@ -66,12 +66,7 @@ def gate(
 ) -> Annotated[dict, ARTIFACT_DECISION]:
     """The decision with its reasons, recorded on this run's model version."""
     policy = RunConfig(**run).gate
-    per_class = test_metrics["per_class"]
-    candidate = CandidateScores(
-        weighted_f1=test_metrics["weighted_f1"],
-        class_recall={n: v["recall"] for n, v in per_class.items()},
-        class_support={n: v["support"] for n, v in per_class.items()},
-    )
+    candidate = CandidateScores.from_metrics(test_metrics)
     production = model_version_in_stage("production")
     found = str(production.id) if production else "none"
     if found != production_version:

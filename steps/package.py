@@ -9,16 +9,15 @@ import pandas as pd
 from zenml import get_step_context, log_metadata, step
 from zenml.logger import get_logger
 
-from braintumor.constants import TEST
+from braintumor.constants import VAL
 from braintumor.run_config import RunConfig
 from braintumor.serving.store import package_model
-from braintumor.training.dataset import load_images, select_split
+from braintumor.training.dataset import label_indices, load_images, select_split
 from steps.materializers import ImageFolder
 from steps.registry import model_card
 
 logger = get_logger(__name__)
 
-PARITY_IMAGES = 16
 STAGE_ORDER = ("none", "staging", "production")
 
 
@@ -43,13 +42,16 @@ def package(
         return {"packaged": False, "reason": reason}
     model_version = get_step_context().model_version
     card = model_card(model_version, stage=stage)
-    rows = select_split(splits, TEST).head(PARITY_IMAGES)
+    # Validation images (never test ones) check the ONNX and int8 runtimes against Keras.
+    rows = select_split(splits, VAL)
     parity = load_images(rows["path"].tolist(), images.path, card.spec).astype("float32")
+    labels = label_indices(rows["label"].tolist())
     model_tag, bento_tag = package_model(
         best_model,
         card,
         onnx=settings.export_onnx,
         parity_inputs=parity,
+        parity_labels=labels,
         build=settings.build_bento,
     )
     log_metadata(

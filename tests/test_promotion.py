@@ -84,3 +84,17 @@ def test_all_failures_are_reported_together() -> None:
 def test_a_floor_above_one_rejects_everything() -> None:
     policy = PromotionPolicy(min_weighted_f1=1.01)
     assert not decide_promotion(_candidate(f1=1.0, recall=1.0), None, policy, CLASS_NAMES).passed
+
+
+def test_candidate_scores_come_from_the_evaluation_metrics() -> None:
+    metrics = {
+        "weighted_f1": 0.91,
+        "per_class": {
+            "glioma": {"recall": 0.9, "support": 10},
+            "notumor": {"recall": 0.0, "support": 0},
+        },
+    }
+    scores = CandidateScores.from_metrics(metrics)
+    assert scores.weighted_f1 == 0.91
+    assert scores.class_recall == {"glioma": 0.9, "notumor": 0.0}
+    assert scores.class_support == {"glioma": 10, "notumor": 0}

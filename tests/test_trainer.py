@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import keras
@@ -171,11 +170,25 @@ def test_checkpoint_dir_is_created(tmp_path: Path, data) -> None:
     assert (target / "best.weights.h5").stat().st_size > 0
 
 
-def test_cosine_schedule_decays_the_rate_every_epoch_with_warmup(data) -> None:
-    config = small_config(epochs=4, lr_schedule="cosine", warmup_epochs=1)
-    result = train_model(config, data, progress=None)
-    rates = result.history["learning_rate"]
-    assert len(rates) == result.epochs_run == 4
-    assert rates[0] == pytest.approx(1e-2, rel=0.05)  # warm-up reaches the target rate
-    assert all(later < earlier for earlier, later in itertools.pairwise(rates))
-    assert rates[-1] < 0.2 * rates[0]
+def test_one_cycle_schedule_warms_up_then_anneals_and_runs_every_epoch(data) -> None:
+    from braintumor.training.trainer import learning_rate
+
+    config = small_config(
+        epochs=6,
+        lr_schedule={"kind": "onecycle", "warmup_fraction": 0.25},
+        early_stopping={"patience": 0},
+    )
+    schedule = learning_rate(config, 1e-2, total_steps=100)
+    rates = [float(schedule(step)) for step in range(101)]
+    assert rates[0] == pytest.approx(1e-2 / 25)
+    assert max(rates) == pytest.approx(1e-2) and int(np.argmax(rates)) == 25
+    assert np.all(np.diff(rates[:26]) >= -1e-12)  # warm-up: rising
+    assert np.all(np.diff(rates[25:]) <= 1e-12)  # annealing: falling
+    assert rates[100] < 1e-5
+    assert learning_rate(small_config(), 1e-3, 100) == 1e-3  # plateau: a plain rate
+
+    reports: list[EpochReport] = []
+    result = train_model(config, data, progress=reports.append)
+    assert result.epochs_run == 6  # no early stopping
+    seen = [r.metrics["learning_rate"] for r in reports]
+    assert seen[-1] < seen[1] and max(seen) > seen[0]

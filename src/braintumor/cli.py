@@ -26,8 +26,9 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
-console = Console(stderr=True)
-out = Console()
+# soft_wrap: messages stay on one line (greppable, copyable) whatever the terminal width.
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 @contextmanager

@@ -40,6 +40,16 @@ class CandidateScores:
     class_recall: dict[str, float]
     class_support: dict[str, int]
 
+    @classmethod
+    def from_metrics(cls, metrics: dict) -> CandidateScores:
+        """From `evaluation.metrics.evaluate`'s output."""
+        per_class = metrics["per_class"]
+        return cls(
+            weighted_f1=metrics["weighted_f1"],
+            class_recall={name: values["recall"] for name, values in per_class.items()},
+            class_support={name: values["support"] for name, values in per_class.items()},
+        )
+
 
 @dataclass(frozen=True)
 class IncumbentComparison:

@@ -1,42 +1,61 @@
-"""The audit on the shipped sample: files, figures, a self-contained report, the CLI entry."""
+"""The audit on the shipped sample (ingested first): files, figures, a self-contained report,
+and the `braintumor data audit` command."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
-from braintumor.data.manifest import ManifestError, write_manifest
-from braintumor.integrity.__main__ import main
-from braintumor.integrity.audit import audit_data_root, audit_folder, run_audit, summary_lines
+from braintumor.cli import app
+from braintumor.data.ingest import ingest
+from braintumor.data.sources import SourceError
+from braintumor.integrity.audit import run_audit
 from braintumor.integrity.dedup import ManifestHashError
 from braintumor.integrity.policy import IntegrityPolicy
-from braintumor.integrity.scan import FolderLayoutError, manifest_from_folder
 from braintumor.integrity.shortcut import metadata_shortcut
 from braintumor.integrity.splits import SPLIT_COLUMNS
 
-PLANTED_PAIR = ("Testing/no_tumor/image(100).jpg", "Training/no_tumor/image(266).jpg")
+# Ingestion's canonical paths of the planted byte-identical pair
+# (Testing/no_tumor/image(100).jpg and Training/no_tumor/image(266).jpg in the source).
+PLANTED_PAIR = ("testing/notumor/image(100).jpg", "training/notumor/image(266).jpg")
+
+runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def sample_audit(sample_dir, tmp_path_factory):
+def ingested_sample(sample_dir, tmp_path_factory):
+    return ingest(sample_dir, out_dir=tmp_path_factory.mktemp("ingested") / "raw")
+
+
+@pytest.fixture(scope="module")
+def sample_audit(ingested_sample, tmp_path_factory):
     out = tmp_path_factory.mktemp("audit")
-    return audit_folder(sample_dir, out, IntegrityPolicy(protocol="official"))
+    return run_audit(
+        ingested_sample.out_dir,
+        ingested_sample.manifest,
+        IntegrityPolicy(protocol="official"),
+        out,
+    )
 
 
-def test_audit_writes_splits_json_and_report(sample_audit):
+def test_audit_writes_splits_json_and_report(ingested_sample, sample_audit):
     result = sample_audit
-    assert {p.name for p in result.splits_csv.parent.iterdir()} >= {
+    assert {p.name for p in result.splits_csv.parent.iterdir()} == {
         "splits.csv",
         "audit.json",
         "report.html",
-        "manifest.csv",
-        "rejected.csv",
     }
+    # the planted bad files never reach the audit: ingestion quarantined them
+    quarantine = ingested_sample.quarantine
+    assert len(quarantine) == 4 and quarantine["source"].str.contains("planted_").all()
+    assert not ingested_sample.manifest["source"].str.contains("planted_").any()
     splits = pd.read_csv(result.splits_csv)
     assert list(splits.columns) == list(SPLIT_COLUMNS)
     assert len(splits) == 34 and (splits["protocol"] == "official").all()
@@ -47,11 +66,10 @@ def test_audit_writes_splits_json_and_report(sample_audit):
     assert figures["leakage"]["testing_with_training_twin"] == 1
     assert figures["leakage"]["by_class"]["notumor"] == {"testing": 3, "with_training_twin": 1}
     assert figures["label_conflicts"]["clusters"] == 0
-    assert len(figures["rejected_files"]) == 4
     official = figures["protocols"]["official"]["official"]
     assert official["removed_with_training_twin"] == 1 and official["test_left"] == 8
     assert set(figures["protocols"]) == {"resplit", "official"}
-    assert {"duplicates_s", "hashing_s", "report_s"} <= set(figures["timings"])
+    assert {"duplicates_s", "splits_s", "figures_s", "report_s"} <= set(figures["timings"])
 
 
 def test_official_split_drops_the_planted_testing_copy(sample_audit):
@@ -70,26 +88,19 @@ def test_report_is_one_offline_file_with_pictures_and_figures(sample_audit):
     assert text.count('src="data:image/png;base64,') >= 2  # the planted pair, side by side
     for heading in ("Exact duplicates", "Near duplicates", "Label conflicts", "Leakage", "Splits"):
         assert heading in text
-    assert "Testing/no_tumor/image(100).jpg" in text
+    assert PLANTED_PAIR[0] in text
     assert "Metadata shortcut" in text
 
 
-def test_cli_entry_prints_a_summary_and_fails_cleanly(sample_dir, tmp_path, capsys):
-    assert main([str(sample_dir), "--out", str(tmp_path / "a"), "--no-html"]) == 0
-    printed = capsys.readouterr().out
-    assert "1 duplicate clusters" in printed and "1/9 Testing images" in printed
-    assert not (tmp_path / "a" / "report.html").exists()
-    assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "b")]) == 1
-    assert "is not a folder" in capsys.readouterr().err
-
-
-def test_bad_inputs_get_actionable_errors(sample_dir, tmp_path):
+def test_bad_inputs_get_actionable_errors(ingested_sample, tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FolderLayoutError, match="no images found"):
-        manifest_from_folder(tmp_path / "empty")
-    manifest, _ = manifest_from_folder(sample_dir)
-    with pytest.raises(ManifestHashError, match="re-run"):
-        run_audit(sample_dir, manifest.drop(columns="phash_head"), out_dir=tmp_path / "x")
+    with pytest.raises(SourceError, match="no class folders found"):
+        ingest(tmp_path / "empty", out_dir=tmp_path / "raw")
+    manifest = ingested_sample.manifest
+    with pytest.raises(ManifestHashError, match="re-run `braintumor data ingest"):
+        run_audit(
+            ingested_sample.out_dir, manifest.drop(columns="phash_head"), out_dir=tmp_path / "x"
+        )
 
 
 def test_metadata_shortcut_is_flagged_only_when_size_gives_the_label_away():
@@ -111,15 +122,39 @@ def test_metadata_shortcut_is_flagged_only_when_size_gives_the_label_away():
     assert not metadata_shortcut(fair)["shortcut"]
 
 
-def test_audit_of_an_ingested_data_root_reads_its_manifest(sample_dir, tmp_path):
-    root = tmp_path / "raw"
-    shutil.copytree(sample_dir, root)
-    with pytest.raises(ManifestError, match="braintumor data ingest"):
-        audit_data_root(root, tmp_path / "audit")
-    manifest, _ = manifest_from_folder(root)
-    write_manifest(manifest, root)
-    result = audit_data_root(root, tmp_path / "audit", IntegrityPolicy(), html=False)
-    assert result.figures["clusters"]["clusters"] == 1 and result.report_html is None
-    lines = summary_lines(result)
-    assert lines[0].startswith("34 images: 1 duplicate clusters")
-    assert any(line.startswith("splits (resplit): ") for line in lines)
+def _params(tmp_path: Path) -> Path:
+    params = tmp_path / "params.yaml"
+    params.write_text("integrity:\n  seed: 42\n  hamming_threshold: 8\n")
+    return params
+
+
+def test_data_audit_command_prints_a_summary_and_fails_cleanly(sample_dir, tmp_path):
+    raw = tmp_path / "raw"
+    audit = ["data", "audit", "--data", str(raw), "--params", str(_params(tmp_path))]
+    # an un-ingested folder: one line saying what to run, exit 2
+    shutil.copytree(sample_dir, raw)
+    refused = runner.invoke(app, [*audit, "--out", str(tmp_path / "a")])
+    assert refused.exit_code == 2 and "braintumor data ingest" in refused.output
+    assert "Traceback" not in refused.output
+    shutil.rmtree(raw)
+
+    assert runner.invoke(app, ["data", "ingest", str(sample_dir), "--out", str(raw)]).exit_code == 0
+    result = runner.invoke(app, [*audit, "--out", str(tmp_path / "a"), "--no-html"])
+    assert result.exit_code == 0, result.output
+    printed = " ".join(result.output.split())  # Rich wraps long lines at the terminal width
+    assert "Data audit of" in printed and "(34 images)" in printed
+    assert re.search(r"duplicate clusters[^\w\n]*1\b", printed)  # the table row
+    assert "1/9 (11%)" in printed  # Testing images with a Training twin
+    assert "splits (resplit): " in printed
+    assert (tmp_path / "a" / "splits.csv").is_file()
+    assert not (tmp_path / "a" / "report.html").exists()
+
+    official = runner.invoke(app, [*audit, "--out", str(tmp_path / "b"), "--protocol", "official"])
+    assert official.exit_code == 0, official.output
+    assert "splits (official): " in " ".join(official.output.split())
+    assert (tmp_path / "b" / "report.html").is_file()
+    splits = pd.read_csv(tmp_path / "b" / "splits.csv")
+    assert (splits["protocol"] == "official").all()
+
+    bad = runner.invoke(app, [*audit, "--out", str(tmp_path / "c"), "--protocol", "nope"])
+    assert bad.exit_code == 2 and "error:" in bad.output and "Traceback" not in bad.output

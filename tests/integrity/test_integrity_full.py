@@ -1,4 +1,4 @@
-"""The audit on the full Kaggle dataset (skips when it is absent)."""
+"""The audit on the full Kaggle dataset, ingested first (skips when it is absent)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from braintumor.integrity.audit import audit_folder
+from braintumor.data.ingest import ingest
+from braintumor.integrity.audit import run_audit
 from braintumor.integrity.policy import IntegrityPolicy
 from braintumor.integrity.splits import make_splits
 from braintumor.integrity.verify import load_gray, pair_score, verification_image
@@ -19,14 +20,24 @@ pytestmark = [pytest.mark.slow, pytest.mark.full_data]
 
 
 @pytest.fixture(scope="module")
-def full_audit(full_dataset_dir, tmp_path_factory):
-    return audit_folder(full_dataset_dir, tmp_path_factory.mktemp("full"), IntegrityPolicy())
+def full_ingested(full_dataset_dir, tmp_path_factory):
+    return ingest(full_dataset_dir, out_dir=tmp_path_factory.mktemp("full") / "raw")
 
 
-def test_full_audit_figures_are_written_and_plausible(full_audit):
+@pytest.fixture(scope="module")
+def full_audit(full_ingested, tmp_path_factory):
+    return run_audit(
+        full_ingested.out_dir,
+        full_ingested.manifest,
+        IntegrityPolicy(),
+        tmp_path_factory.mktemp("full_audit"),
+    )
+
+
+def test_full_audit_figures_are_written_and_plausible(full_ingested, full_audit):
     figures = json.loads(full_audit.audit_json.read_text())
     assert full_audit.report_html.stat().st_size > 100_000
-    assert figures["images"]["total"] == 3264 and figures["rejected_files"] == []
+    assert figures["images"]["total"] == 3264 and full_ingested.quarantine.empty
     # byte-identical groups are exact facts of the files
     assert figures["exact"]["byte_identical_groups"] == 166
     assert figures["exact"]["byte_identical_files"] == 403
@@ -44,8 +55,8 @@ def test_full_audit_figures_are_written_and_plausible(full_audit):
     assert figures["shortcut"]["most_common_size"]["training"]["glioma"]["most_common"] == "512x512"
 
 
-def test_official_removes_every_testing_image_with_a_training_duplicate(full_audit):
-    manifest = pd.read_csv(full_audit.splits_csv.parent / "manifest.csv", dtype=str)
+def test_official_removes_every_testing_image_with_a_training_duplicate(full_ingested, full_audit):
+    manifest = pd.read_csv(full_ingested.out_dir / "manifest.csv", dtype=str)
     clusters = full_audit.duplicates.cluster_table(manifest.sort_values("path"))
     splits = make_splits(
         manifest.sort_values("path").reset_index(drop=True),

@@ -15,13 +15,13 @@ import cv2
 import numpy as np
 import pytest
 
+from braintumor.data.ingest import ingest
 from braintumor.data.manifest import COLUMNS
 from braintumor.imaging import decode_image
 from braintumor.integrity.dedup import find_duplicates
 from braintumor.integrity.hashing import FINGERPRINT_COLUMNS, fingerprint, phash
 from braintumor.integrity.index import hamming
 from braintumor.integrity.policy import IntegrityPolicy
-from braintumor.integrity.scan import manifest_from_folder
 from braintumor.integrity.verify import (
     DEFAULT_MIN_CORRELATION,
     head_box,
@@ -142,19 +142,23 @@ def test_phash_is_a_64_bit_integer():
 
 
 def test_planted_variants_cluster_with_their_originals(sample_dir, tmp_path):
-    root = tmp_path / "data"
-    shutil.copytree(sample_dir, root)
+    source = tmp_path / "source"
+    shutil.copytree(sample_dir, source)
     planted = {}
     for relative in ORIGINALS:
         original = _gray(sample_dir, relative)
         for name, make in VARIANTS.items():
-            target = root / relative.replace(".jpg", f"__{name}.png")
+            target = source / relative.replace(".jpg", f"__{name}.png")
             cv2.imwrite(str(target), make(original))
-            planted[target.relative_to(root).as_posix()] = relative
-    manifest, rejected = manifest_from_folder(root)
-    assert len(rejected) == 4 and rejected["path"].str.contains("planted_").all()
-    duplicates = find_duplicates(root, manifest, IntegrityPolicy())
-    cluster_of = dict(zip(manifest["path"], duplicates.cluster_ids, strict=True))
+            planted[target.relative_to(source).as_posix()] = relative
+    ingested = ingest(source, out_dir=tmp_path / "raw")
+    assert len(ingested.quarantine) == 4
+    assert ingested.quarantine["source"].str.contains("planted_").all()
+    manifest = ingested.manifest
+    duplicates = find_duplicates(ingested.out_dir, manifest, IntegrityPolicy())
+    # clusters by source path (ingestion renames folders to canonical split/label names)
+    cluster_of = dict(zip(manifest["source"], duplicates.cluster_ids, strict=True))
+    assert set(planted) | set(planted.values()) <= set(cluster_of)
     for copy, original in planted.items():
         assert cluster_of[copy] == cluster_of[original], copy
     # nothing else merges: one cluster per original (with its 5 copies) plus the planted pair

@@ -3,7 +3,9 @@ for a few steps on the shipped sample, and that model packaged into the model st
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 # BentoML resolves its home on first use: point it at a throwaway folder before any test
 # touches the model store (child processes, e.g. `bentoml build`, inherit it).
 _HOME = Path(tempfile.mkdtemp(prefix="braintumor-bentoml-"))
+atexit.register(shutil.rmtree, _HOME, True)  # also when no test ran (--collect-only, -k)
 os.environ["BENTOML_HOME"] = str(_HOME)
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 
@@ -120,17 +123,16 @@ def served_bento(built_bento, tiny_model, tiny_card, tmp_path_factory):
     A decoy version is saved after the build, so "latest" in the model store is another
     model: the Bento must still serve the one it was built with.
     """
+    from braintumor.serving.local import start_bento, stop_bento
     from braintumor.serving.store import save_to_bentoml
-    from tests.serving.helpers import free_port, start_server, stop_server
 
     save_to_bentoml(tiny_model, tiny_card.model_copy(update={"model_version": "decoy"}))
 
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRAINTUMOR_")}
     env.update({"BRAINTUMOR_WORKERS": "1", "BRAINTUMOR_MAX_UPLOAD_BYTES": "300000"})
-    port = free_port()
-    process = start_server(built_bento, port, env, log)
+    server = start_bento(built_bento, env=env, log=log)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server.url
     finally:
-        stop_server(process)
+        stop_bento(server)

@@ -14,6 +14,7 @@ from braintumor.preprocessing import load_and_preprocess, preprocess
 from braintumor.serving.metadata import ModelCard
 from braintumor.serving.predictor import (
     CARD_FILE,
+    INT8_FILE,
     MODEL_FILE,
     ONNX_FILE,
     ModelLoadError,
@@ -60,8 +61,8 @@ def test_needs_review_fires_only_below_the_threshold():
     assert top_class([0.1, 0.6, 0.2, 0.1], ("a", "b", "c", "d")) == ("b", 0.6)
 
 
-def test_backend_choice(tmp_path):
-    with pytest.raises(ModelLoadError, match="neither"):
+def test_backend_choice_prefers_the_fastest_file_present(tmp_path):
+    with pytest.raises(ModelLoadError, match="holds none of"):
         choose_backend(tmp_path)
     (tmp_path / MODEL_FILE).write_bytes(b"k")
     assert choose_backend(tmp_path) == "keras"
@@ -69,7 +70,10 @@ def test_backend_choice(tmp_path):
         choose_backend(tmp_path, "onnx")
     (tmp_path / ONNX_FILE).write_bytes(b"o")
     assert choose_backend(tmp_path) == "onnx"
+    (tmp_path / INT8_FILE).write_bytes(b"q")
+    assert choose_backend(tmp_path) == "onnx-int8"
     assert choose_backend(tmp_path, "keras") == "keras"
+    assert choose_backend(tmp_path, "onnx") == "onnx"
     with pytest.raises(ValueError, match="backend must be one of"):
         choose_backend(tmp_path, "tflite")
 
@@ -174,3 +178,12 @@ def test_decoded_upload_of_a_dicom_goes_through_the_same_preprocessing():
     tensor = preprocess(decode_image(data).pixels, tiny_spec())
     assert tensor.shape == (64, 64, 1) and tensor.dtype == np.float32
     assert tensor.min() >= 0 and tensor.max() <= 255
+
+
+def test_explainer_warm_up_loads_the_keras_model_for_an_onnx_predictor(packaged):
+    from braintumor.serving.explain import warm_up
+
+    predictor = Predictor(packaged.model_dir)
+    assert predictor.backend != "keras" and predictor._keras_model is None
+    warm_up(predictor)
+    assert predictor._keras_model is not None

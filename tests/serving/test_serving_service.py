@@ -151,7 +151,11 @@ def test_predict_batch_keeps_order_and_isolates_bad_images(client, packaged, sam
     assert items[1]["error"]["error"] == "not_an_image"
     for item, path in zip([items[0], *items[2:]], paths[:3], strict=True):
         single = client.post("/predict", files={"image": (path.name, path.read_bytes())}).json()
-        assert item["prediction"] == single
+        batched = item["prediction"]
+        assert batched["label"] == single["label"]
+        assert batched["needs_review"] == single["needs_review"]
+        for name, value in batched["probabilities"].items():  # batch vs single: float rounding
+            assert abs(value - single["probabilities"][name]) < 1e-5
 
 
 def test_predict_batch_without_images_is_a_400(client):
@@ -227,3 +231,53 @@ def test_explain_returns_the_prediction_with_a_gradcam_overlay(client, packaged,
 def test_explain_refuses_bad_input_like_predict(client):
     response = client.post("/explain", files={"image": ("x.jpg", b"not an image")})
     assert response.status_code == 415 and response.json()["error"] == "not_an_image"
+
+
+def test_explain_without_a_keras_model_is_a_503_and_predictions_go_on(
+    packaged, tmp_path, good, monkeypatch
+):
+    """An ONNX-only model can predict but not explain: /explain says so, /predict works."""
+    module = load_service(
+        {"BRAINTUMOR_MODEL_TAG": packaged.tag, "BRAINTUMOR_PRELOAD_EXPLAINER": "false"}
+    )
+    service = module.BrainTumorClassifier()
+    monkeypatch.setattr(service.predictor, "model_dir", tmp_path)  # no model.keras there
+    monkeypatch.setattr(service.predictor, "_keras_model", None)
+    response = service.explain(image=good)
+    assert response.status_code == 503
+    assert b"explanation_unavailable" in response.body and b"model.keras" in response.body
+    assert service.predict(image=good).label in CLASSES
+
+
+def test_predictions_are_logged_for_drift_monitoring_when_a_folder_is_set(
+    packaged, tmp_path, good, sample_arrays
+):
+    import json
+
+    _, _, paths = sample_arrays
+    module = load_service(
+        {
+            "BRAINTUMOR_MODEL_TAG": packaged.tag,
+            "BRAINTUMOR_PREDICTION_LOG_DIR": str(tmp_path),
+            "BRAINTUMOR_PRELOAD_EXPLAINER": "false",
+        }
+    )
+    service = module.BrainTumorClassifier()
+    single = service.predict(image=good)
+    batch = service.predict_batch([paths[0].read_bytes(), b"not an image"])
+    assert service.predict(image=b"").status_code == 400  # refused uploads are not logged
+    (log,) = tmp_path.glob("predictions-*.jsonl")
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["predicted_label"] for r in records] == [single.label, batch[0].prediction.label]
+    assert all(r["model_version"] == "7" for r in records)
+    assert records[0]["probabilities"] == pytest.approx(single.probabilities, abs=1e-5)
+    assert records[0]["features"]  # image features for the drift report
+
+
+def test_no_prediction_log_without_a_folder(packaged, good):
+    module = load_service(
+        {"BRAINTUMOR_MODEL_TAG": packaged.tag, "BRAINTUMOR_PRELOAD_EXPLAINER": "false"}
+    )
+    service = module.BrainTumorClassifier()
+    assert not service.prediction_log.enabled
+    assert service.predict(image=good).label in CLASSES

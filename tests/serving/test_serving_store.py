@@ -5,9 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from braintumor.serving.predictor import CARD_FILE, MODEL_FILE, ONNX_FILE, Predictor
+from braintumor.serving.predictor import (
+    CARD_FILE,
+    INT8_FILE,
+    MODEL_FILE,
+    ONNX_FILE,
+    Predictor,
+)
 from braintumor.serving.store import (
     PackagingError,
     find_project_dir,
@@ -27,7 +34,7 @@ def test_saved_model_holds_model_onnx_card_and_labels(packaged, tiny_card):
         "stage": "production",
         "backbone": "tiny_cnn",
         "model_version": "7",
-        "onnx": "true",
+        "runtime": "onnx",
     }
     assert load_card(packaged.tag) == tiny_card
     assert json.loads((packaged.model_dir / CARD_FILE).read_text()) == tiny_card.to_metadata()
@@ -71,18 +78,51 @@ def test_project_dir_is_found_from_a_subfolder(tmp_path):
     assert find_project_dir(repo / "tests") == repo
 
 
-def test_package_model_exports_and_verifies_onnx(
+def test_package_model_exports_onnx_and_records_the_checks(
     bentoml_home, tiny_model, tiny_card, sample_arrays
 ):
     import bentoml
 
-    x, _, _ = sample_arrays
-    tag, bento = package_model(tiny_model, tiny_card, parity_inputs=x[:4], build=False)
+    x, y, _ = sample_arrays
+    tag, bento = package_model(tiny_model, tiny_card, parity_inputs=x, parity_labels=y, build=False)
     assert bento is None
     folder = Path(bentoml.models.get(tag).path)
     assert (folder / ONNX_FILE).is_file()
-    assert bentoml.models.get(tag).info.labels["onnx"] == "true"
-    assert Predictor(folder).backend == "onnx"
+    checks = load_card(tag).runtime_checks
+    assert checks["onnx"]["agreement"] == 1.0 and checks["onnx"]["max_abs_diff"] < 1e-4
+    assert checks["onnx"]["images"] == len(x) and "weighted_f1_drop" in checks["onnx"]
+    # The int8 model ships exactly when its check passed, and is then served first.
+    accepted = checks["onnx-int8"]["accepted"]
+    assert (folder / INT8_FILE).is_file() == accepted
+    expected = "onnx-int8" if accepted else "onnx"
+    assert bentoml.models.get(tag).info.labels["runtime"] == expected
+    assert Predictor(folder).backend == expected
+
+
+@pytest.mark.parametrize("accept", [True, False])
+def test_int8_model_ships_only_when_accepted(
+    bentoml_home, tiny_model, tiny_card, sample_arrays, monkeypatch, accept
+):
+    import bentoml
+
+    from braintumor.serving import store
+
+    monkeypatch.setattr(store, "accept_runtime", lambda check: accept)
+    x, y, _ = sample_arrays
+    tag, _ = package_model(tiny_model, tiny_card, parity_inputs=x, parity_labels=y, build=False)
+    folder = Path(bentoml.models.get(tag).path)
+    assert (folder / INT8_FILE).is_file() is accept
+    assert load_card(tag).runtime_checks["onnx-int8"]["accepted"] is accept
+    assert Predictor(folder).backend == ("onnx-int8" if accept else "onnx")
+
+
+def test_no_int8_model_without_real_images(bentoml_home, tiny_model, tiny_card):
+    import bentoml
+
+    tag, _ = package_model(tiny_model, tiny_card, build=False)
+    folder = Path(bentoml.models.get(tag).path)
+    assert (folder / ONNX_FILE).is_file() and not (folder / INT8_FILE).exists()
+    assert load_card(tag).runtime_checks == {}
 
 
 def test_package_model_without_onnx(bentoml_home, tiny_model, tiny_card):
@@ -90,7 +130,7 @@ def test_package_model_without_onnx(bentoml_home, tiny_model, tiny_card):
 
     tag, _ = package_model(tiny_model, tiny_card, onnx=False, build=False)
     assert not (Path(bentoml.models.get(tag).path) / ONNX_FILE).exists()
-    assert bentoml.models.get(tag).info.labels["onnx"] == "false"
+    assert bentoml.models.get(tag).info.labels["runtime"] == "keras"
 
 
 def test_failed_onnx_export_falls_back_to_keras_with_a_warning(
@@ -123,3 +163,23 @@ def test_onnx_that_disagrees_with_keras_is_not_shipped(
     monkeypatch.setattr(export, "to_onnx", lambda model, path, **kw: real_to_onnx(other, path))
     tag, _ = package_model(tiny_model, tiny_card, build=False)
     assert not (Path(bentoml.models.get(tag).path) / ONNX_FILE).exists()
+
+
+def test_package_model_fits_the_temperature_on_labelled_images(
+    bentoml_home, tiny_model, tiny_card, sample_arrays
+):
+    from braintumor.evaluation.calibration import fit_temperature
+
+    x, y, _ = sample_arrays
+    x60, y60 = np.concatenate([x, x]), np.concatenate([y, y])  # >= 50 labelled images
+    tag, _ = package_model(
+        tiny_model, tiny_card, quantize=False, parity_inputs=x60, parity_labels=y60, build=False
+    )
+    expected = fit_temperature(np.asarray(tiny_model(x60, training=False)), y60)
+    assert load_card(tag).temperature == pytest.approx(expected, abs=1e-3)
+    assert load_card(tag).temperature != 1.0
+    # Too few labels, or a temperature already set: left alone.
+    tag, _ = package_model(
+        tiny_model, tiny_card, quantize=False, parity_inputs=x, parity_labels=y, build=False
+    )
+    assert load_card(tag).temperature == 1.0

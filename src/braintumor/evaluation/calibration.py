@@ -1,21 +1,23 @@
-"""Temperature scaling: one scalar T fitted on validation data so that the served
-probabilities are calibrated (Guo et al., 2017). It never changes the predicted class.
+"""Calibrated probabilities: temperature scaling (Guo et al., 2017).
 
-`apply_temperature` is what the service runs on every prediction; `fit_temperature` is what the
-pipeline runs once on the winner's validation predictions.
+One scalar T, fitted on validation probabilities (`fit_temperature`: the pipeline's
+evaluate_winner step, or packaging when a card has none), is stored with the model; the
+service applies it to every prediction (`calibrate`), so the probabilities it returns, and
+the `needs_review` flag built on them, mean what they say. It never changes the predicted
+class. numpy and scipy only: the service imports it.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-
-# T is searched in [exp(-3), exp(3)]: from sharpening to strong softening.
-_LOG_T_BOUNDS = (-3.0, 3.0)
 
 
-def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(log(p) / T), row by row (the same as dividing the logits by T)."""
+def calibrate(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling of probabilities: softmax(log(p) / T), row by row.
+
+    Equivalent to dividing the model's logits by T (log-softmax differs from the logits by a
+    per-row constant). T > 1 softens over-confident outputs; T = 1 returns `probs` unchanged.
+    """
     probs = np.asarray(probs, dtype=np.float64)
     if temperature == 1.0:
         return probs / probs.sum(axis=-1, keepdims=True)
@@ -25,19 +27,29 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     return scaled / scaled.sum(axis=-1, keepdims=True)
 
 
-def negative_log_likelihood(y_true: np.ndarray, probs: np.ndarray) -> float:
-    picked = np.asarray(probs, dtype=np.float64)[np.arange(len(y_true)), np.asarray(y_true)]
+def nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true classes."""
+    picked = np.asarray(probs, np.float64)[np.arange(len(labels)), np.asarray(labels)]
     return float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
 
 
-def fit_temperature(y_true: np.ndarray, probs: np.ndarray) -> float:
-    """The T > 0 that minimises the negative log-likelihood of `probs` on `y_true`."""
-    y_true = np.asarray(y_true, dtype=np.int64)
-    if len(y_true) == 0:
-        raise ValueError("cannot fit a temperature on zero images")
+def fit_temperature(
+    probs: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)
+) -> float:
+    """The temperature that minimises the negative log-likelihood of `labels` under
+    `calibrate(probs, T)`; fit it on validation data, never on the test set.
 
-    def loss(log_t: float) -> float:
-        return negative_log_likelihood(y_true, apply_temperature(probs, float(np.exp(log_t))))
+    Args:
+        probs: The model's softmax outputs (N, classes) on validation images.
+        labels: Their true class indices (N,).
+        bounds: Search interval for T.
+    """
+    from scipy.optimize import minimize_scalar
 
-    result = minimize_scalar(loss, bounds=_LOG_T_BOUNDS, method="bounded")
-    return float(np.exp(result.x))
+    probs, labels = np.asarray(probs, np.float64), np.asarray(labels)
+    if probs.ndim != 2 or len(probs) != len(labels) or len(labels) == 0:
+        raise ValueError(f"need probs (N, classes) and N labels, got {probs.shape}, {labels.shape}")
+    result = minimize_scalar(
+        lambda t: nll(calibrate(probs, t), labels), bounds=bounds, method="bounded"
+    )
+    return float(result.x)

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +63,7 @@ def _hashes(manifest: pd.DataFrame) -> dict[str, np.ndarray]:
     if missing:
         raise ManifestHashError(
             f"the manifest lacks the fingerprint columns {missing}: re-run "
-            "`braintumor data ingest` (or integrity.scan.manifest_from_folder) to compute them"
+            "`braintumor data ingest SOURCE` to compute them"
         )
     return {column: hex_to_uint64(manifest[column]) for column in HASH_COLUMNS}
 
@@ -93,12 +93,8 @@ def find_duplicates(
     policy: IntegrityPolicy | None = None,
     loader: Callable[[Path], np.ndarray] = load_gray,
     progress: Callable[[int, int], None] | None = None,
-    images: Mapping[str, np.ndarray] | None = None,
 ) -> Duplicates:
-    """Exact and verified near duplicates of the manifest's images, and their clusters.
-
-    `images` may hold verification images made earlier (by path), to avoid decoding twice.
-    """
+    """Exact and verified near duplicates of the manifest's images, and their clusters."""
     policy = policy or IntegrityPolicy()
     manifest = manifest.reset_index(drop=True)
     hashes = _hashes(manifest)
@@ -118,7 +114,6 @@ def find_duplicates(
         policy.min_correlation,
         loader=loader,
         progress=progress,
-        images=images,
     )
     candidates = candidates.assign(
         score=verified["score"].to_numpy(),

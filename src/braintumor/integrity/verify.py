@@ -16,8 +16,8 @@ adjacent slices of one scan hash alike. Each candidate pair is therefore compare
 
 Pearson correlation ignores brightness and contrast changes. A pair is the same picture when
 its score is at least `DEFAULT_MIN_CORRELATION` (0.97). The threshold comes from the data: on
-the 5,846 candidate pairs of distinct images in the Kaggle set (pHash distance <= 8), and on
-the 55,807 within distance 12, no pair scores between 0.954 and 0.977; the threshold sits in
+the 5,871 candidate pairs of distinct images in the Kaggle set (pHash distance <= 8), and on
+the 56,006 within distance 12, no pair scores between 0.954 and 0.977; the threshold sits in
 that gap. Pairs above it looked like the same picture by eye (re-encoded, re-framed, resized
 or retouched copies), pairs below like adjacent slices or other scans (docs/integrity.md has
 the by-eye false-merge check).
@@ -25,7 +25,7 @@ the by-eye false-merge check).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -203,7 +203,6 @@ def verify_pairs(
     loader: Callable[[Path], np.ndarray] = load_gray,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
-    images: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Score candidate pairs of images on disk.
 
@@ -215,8 +214,6 @@ def verify_pairs(
         loader: reads one image as grayscale uint8 (replaceable for tests).
         workers: threads (OpenCV releases the GIL while it decodes and registers).
         progress: called with (pairs done, pairs in all) after each batch of pairs.
-        images: verification images (`verification_image`) already made, by path; the
-            others are read with `loader`.
 
     Returns:
         One row per pair: `i, j, score, mirrored, same` (same: score >= min_correlation).
@@ -229,13 +226,9 @@ def verify_pairs(
     cv2.setNumThreads(1)
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            ready = images or {}
 
             def load(index: int) -> np.ndarray:
-                path = paths[index]
-                if path in ready:
-                    return ready[path]
-                return verification_image(loader(Path(data_root) / path))
+                return verification_image(loader(Path(data_root) / paths[index]))
 
             needed = np.unique(np.concatenate([first, second])).tolist()
             by_index = dict(zip(needed, pool.map(load, needed), strict=True))

@@ -30,7 +30,7 @@ def to_onnx(model: Any, path: str | Path, *, opset: int | None = None) -> Path:
     try:
         import tf2onnx  # noqa: F401
     except ImportError as exc:
-        raise ExportError("ONNX export needs tf2onnx: pip install 'braintumor[export]'") from exc
+        raise ExportError("ONNX export needs tf2onnx: pip install tf2onnx") from exc
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     if any(getattr(layer.dtype_policy, "name", "float32") != "float32" for layer in model.layers):

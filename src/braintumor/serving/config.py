@@ -10,6 +10,7 @@
 | BRAINTUMOR_WORKERS | 2 | server worker processes |
 | BRAINTUMOR_MAX_BATCH_SIZE | 32 | adaptive batching: most images per model call |
 | BRAINTUMOR_MAX_LATENCY_MS | 1000 | adaptive batching: latency budget of a batch |
+| BRAINTUMOR_PRELOAD_EXPLAINER | true | load Keras + Grad-CAM in the background at start |
 | BRAINTUMOR_MAX_UPLOAD_BYTES / _MAX_PIXELS / _MAX_REQUEST_BYTES | see `UploadLimits` | limits |
 
 A Bento built by `build_bento` carries the exact model tag as a Bento argument (`bentoml build
@@ -47,6 +48,7 @@ class ServingConfig(BaseModel):
     workers: int = Field(default=2, ge=1)
     max_batch_size: int = Field(default=32, ge=2)
     max_latency_ms: int = Field(default=1000, ge=1)
+    preload_explainer: bool = True
     limits: UploadLimits = Field(default_factory=UploadLimits)
 
     @field_validator("backend")

@@ -57,3 +57,10 @@ def explain_tensor(model: Any, tensor: np.ndarray, class_index: int) -> Explaine
         overlay_png=encode_png(result.overlay),
         input_png=encode_png(tensor[..., 0] if tensor.ndim == 3 else tensor),
     )
+
+
+def warm_up(predictor: Any) -> None:
+    """Load the Keras model and run Grad-CAM once (TensorFlow import and graph tracing take
+    seconds): called in the background at start so the first /explain is not the slow one."""
+    tensor = np.zeros(predictor.input_shape, dtype=np.float32)
+    explain_tensor(predictor.keras_model, tensor, class_index=0)

@@ -36,6 +36,8 @@ class ModelCard(BaseModel):
             as softmax(log(p) / temperature). 1.0 leaves the model's output unchanged.
         review_threshold: Default `needs_review` threshold for this model (the service's
             configuration may override it).
+        runtime_checks: How the shipped ONNX runtimes compared with Keras at packaging
+            (`optimize.RuntimeCheck.to_dict()` per runtime), filled by `package_model`.
         created: When the card was written (UTC).
     """
 
@@ -52,6 +54,7 @@ class ModelCard(BaseModel):
     git_commit: str | None = None
     temperature: float = 1.0
     review_threshold: float | None = None
+    runtime_checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     created: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @field_validator("class_names")

@@ -1,9 +1,10 @@
 """The model behind the service: load a packaged model, predict on preprocessed batches, and
 the pure rules that turn probabilities into an answer (calibration, `needs_review`).
 
-ONNX Runtime is used when the model-store entry holds `model.onnx` (fast start, no
-TensorFlow import on the predict path); otherwise the Keras model is loaded. The Keras model
-is loaded lazily in both cases for Grad-CAM, which needs gradients.
+The fastest runtime the model-store entry holds is used: `model.int8.onnx` (quantized, shipped
+only when it answered like Keras, see `optimize`), then `model.onnx`, both with ONNX Runtime
+(fast start, no TensorFlow import on the predict path), else the Keras model. The Keras model
+is loaded lazily for Grad-CAM, which needs gradients.
 """
 
 from __future__ import annotations
@@ -16,33 +17,21 @@ from typing import Any, Literal
 
 import numpy as np
 
+from braintumor.evaluation.calibration import calibrate
 from braintumor.serving.metadata import ModelCard
 
 MODEL_FILE = "model.keras"
 ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
 CARD_FILE = "card.json"
 
-Backend = Literal["auto", "onnx", "keras"]
-BACKENDS: tuple[str, ...] = ("auto", "onnx", "keras")
+Backend = Literal["auto", "onnx-int8", "onnx", "keras"]
+BACKENDS: tuple[str, ...] = ("auto", "onnx-int8", "onnx", "keras")
+FILES: dict[str, str] = {"onnx-int8": INT8_FILE, "onnx": ONNX_FILE, "keras": MODEL_FILE}
 
 
 class ModelLoadError(RuntimeError):
     """A packaged model that cannot be served (missing file, wrong shape, bad output)."""
-
-
-def calibrate(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Temperature scaling of probabilities: softmax(log(p) / T), row by row.
-
-    Equivalent to dividing the model's logits by T (log-softmax differs from the logits by a
-    per-row constant). T > 1 softens over-confident outputs; T = 1 returns `probs` unchanged.
-    """
-    probs = np.asarray(probs, dtype=np.float64)
-    if temperature == 1.0:
-        return probs / probs.sum(axis=-1, keepdims=True)
-    logits = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
-    logits -= logits.max(axis=-1, keepdims=True)
-    scaled = np.exp(logits)
-    return scaled / scaled.sum(axis=-1, keepdims=True)
 
 
 def needs_review(probs: Sequence[float] | np.ndarray, threshold: float) -> bool:
@@ -65,20 +54,21 @@ def read_card(model_dir: str | Path) -> ModelCard:
 
 
 def choose_backend(model_dir: str | Path, prefer: Backend = "auto") -> str:
-    """`onnx` when asked for or available (auto), else `keras`; errors name the missing file."""
+    """The backend to serve with: `prefer`, or the fastest present (auto); errors name the
+    missing file."""
     if prefer not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {prefer!r}")
     model_dir = Path(model_dir)
-    has_onnx, has_keras = (model_dir / ONNX_FILE).is_file(), (model_dir / MODEL_FILE).is_file()
-    if prefer == "onnx" and not has_onnx:
-        raise ModelLoadError(f"backend 'onnx' asked for but {model_dir / ONNX_FILE} is missing")
-    if prefer == "keras" and not has_keras:
-        raise ModelLoadError(f"backend 'keras' asked for but {model_dir / MODEL_FILE} is missing")
-    if prefer == "auto":
-        if not (has_onnx or has_keras):
-            raise ModelLoadError(f"{model_dir} holds neither {ONNX_FILE} nor {MODEL_FILE}")
-        return "onnx" if has_onnx else "keras"
-    return prefer
+    if prefer != "auto":
+        if not (model_dir / FILES[prefer]).is_file():
+            raise ModelLoadError(
+                f"backend {prefer!r} asked for but {model_dir / FILES[prefer]} is missing"
+            )
+        return prefer
+    for backend, file in FILES.items():  # fastest first
+        if (model_dir / file).is_file():
+            return backend
+    raise ModelLoadError(f"{model_dir} holds none of {', '.join(FILES.values())}")
 
 
 def load_keras_model(path: str | Path) -> Any:
@@ -114,13 +104,13 @@ class Predictor:
         self.backend = choose_backend(self.model_dir, backend)
         self._keras_model: Any = None
         self._keras_lock = threading.Lock()
-        if self.backend == "onnx":
-            self._session, self._input_name = self._load_onnx(threads)
+        if self.backend != "keras":
+            self._session, self._input_name = self._load_onnx(FILES[self.backend], threads)
         else:
             self._keras_model = load_keras_model(self.model_dir / MODEL_FILE)
         self._check_output()
 
-    def _load_onnx(self, threads: int | None) -> tuple[Any, str]:
+    def _load_onnx(self, file: str, threads: int | None) -> tuple[Any, str]:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -130,11 +120,11 @@ class Predictor:
         if threads:
             options.intra_op_num_threads = int(threads)
         session = ort.InferenceSession(
-            str(self.model_dir / ONNX_FILE), options, providers=["CPUExecutionProvider"]
+            str(self.model_dir / file), options, providers=["CPUExecutionProvider"]
         )
         inputs = session.get_inputs()
         if len(inputs) != 1:
-            raise ModelLoadError(f"{ONNX_FILE} must take one input, it takes {len(inputs)}")
+            raise ModelLoadError(f"{file} must take one input, it takes {len(inputs)}")
         return session, inputs[0].name
 
     def _check_output(self) -> None:
@@ -168,7 +158,7 @@ class Predictor:
                 f"expected a batch of shape (N, {', '.join(map(str, self.input_shape))}), "
                 f"got {batch.shape}"
             )
-        if self.backend == "onnx":
+        if self.backend != "keras":
             return np.asarray(self._session.run(None, {self._input_name: batch})[0])
         return np.asarray(self._keras_model(batch, training=False))
 

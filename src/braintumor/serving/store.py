@@ -20,9 +20,11 @@ from typing import Any
 import numpy as np
 
 from braintumor.constants import MODEL_NAME
+from braintumor.evaluation.calibration import fit_temperature
 from braintumor.serving.config import MODEL_TAG_ARGUMENT
 from braintumor.serving.metadata import ModelCard
-from braintumor.serving.predictor import CARD_FILE, MODEL_FILE, ONNX_FILE
+from braintumor.serving.optimize import RuntimeCheck, accept_runtime, check_runtime, quantize_int8
+from braintumor.serving.predictor import CARD_FILE, INT8_FILE, MODEL_FILE, ONNX_FILE
 
 BENTOFILE = "bentofile.yaml"
 MODEL_TAG_ENV = "BRAINTUMOR_MODEL_TAG"
@@ -40,6 +42,7 @@ def save_to_bentoml(
     onnx_path: str | Path | None = None,
     name: str = MODEL_NAME,
     labels: dict[str, str] | None = None,
+    int8_path: str | Path | None = None,
 ) -> str:
     """Save a model and its card as a new version in the BentoML model store.
 
@@ -48,7 +51,9 @@ def save_to_bentoml(
         card: The model card, stored as the model's metadata and as `card.json`.
         onnx_path: An ONNX export of the same model; when given, the service uses it.
         name: Model-store name.
-        labels: Extra labels; `stage`, `backbone` and `model_version` are always set.
+        labels: Extra labels; `stage`, `backbone`, `model_version` and `runtime` are set.
+        int8_path: A quantized ONNX export that passed `optimize.accept_runtime`; when given,
+            the service uses it first.
 
     Returns:
         The new model tag, `name:version`.
@@ -58,13 +63,15 @@ def save_to_bentoml(
     keras_path = Path(model) if isinstance(model, (str, Path)) else None
     if keras_path is not None and (not keras_path.is_file() or keras_path.suffix != ".keras"):
         raise PackagingError(f"{keras_path} is not a .keras file")
-    if onnx_path is not None and not Path(onnx_path).is_file():
-        raise PackagingError(f"ONNX file {onnx_path} does not exist")
+    for kind, path in (("ONNX", onnx_path), ("int8 ONNX", int8_path)):
+        if path is not None and not Path(path).is_file():
+            raise PackagingError(f"{kind} file {path} does not exist")
+    runtime = "onnx-int8" if int8_path else "onnx" if onnx_path else "keras"
     all_labels = {
         "stage": card.stage,
         "backbone": card.backbone,
         "model_version": str(card.model_version),
-        "onnx": "true" if onnx_path is not None else "false",
+        "runtime": runtime,
         **(labels or {}),
     }
     with bentoml.models.create(name, labels=all_labels, metadata=card.to_metadata()) as stored:
@@ -73,8 +80,9 @@ def save_to_bentoml(
             shutil.copyfile(keras_path, target)
         else:
             model.save(target)
-        if onnx_path is not None:
-            shutil.copyfile(onnx_path, stored.path_of(ONNX_FILE))
+        for source, file in ((onnx_path, ONNX_FILE), (int8_path, INT8_FILE)):
+            if source is not None:
+                shutil.copyfile(source, stored.path_of(file))
         Path(stored.path_of(CARD_FILE)).write_text(json.dumps(card.to_metadata(), indent=2))
     return str(stored.tag)
 
@@ -172,9 +180,8 @@ def export_verified_onnx(
     service then serves the Keras model, slower but the same answers.
     """
     from braintumor.models.export import ExportError, check_onnx_parity, to_onnx
-    from braintumor.serving.predictor import load_keras_model
 
-    keras_model = load_keras_model(model) if isinstance(model, (str, Path)) else model
+    keras_model = _keras(model)
     rng = np.random.default_rng(0)
     inputs = rng.uniform(0, 255, size=(8, *card.input_shape)).astype(np.float32)
     if parity_inputs is not None:
@@ -190,11 +197,43 @@ def export_verified_onnx(
     return path
 
 
+def quantize_verified(
+    model: Any,
+    onnx_path: Path,
+    folder: str | Path,
+    images: np.ndarray,
+    labels: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
+) -> tuple[Path | None, RuntimeCheck | None]:
+    """Quantize the ONNX export to int8 (calibrated on every other image of `images`) and
+    keep it only if `accept_runtime` passes on all of `images` (F1 when `labels` are given).
+    `reference` is the Keras model's output on `images` when already computed.
+    """
+    path = Path(folder) / INT8_FILE
+    try:
+        quantize_int8(onnx_path, images[::2], path)
+        if reference is None:
+            reference = np.asarray(_keras(model)(np.asarray(images, np.float32), training=False))
+        candidate = _onnx_probs(path, images)
+    except Exception as exc:  # quantization is an optimisation: never fail packaging for it
+        logger.warning("no int8 model (fp32 ONNX is served): quantization failed: %s", exc)
+        return None, None
+    check = check_runtime("onnx-int8", reference, candidate, labels)
+    if not accept_runtime(check):
+        logger.warning("int8 model rejected (fp32 ONNX is served): %s", check.to_dict())
+        return None, check
+    logger.info("int8 model accepted: %s", check.to_dict())
+    return path, check
+
+
 def package_model(
     model: Any,
     card: ModelCard,
     onnx: bool | str | Path = True,
+    quantize: bool = True,
     parity_inputs: np.ndarray | None = None,
+    parity_labels: np.ndarray | None = None,
+    calibrate: bool = True,
     build: bool = True,
     project_dir: str | Path | None = None,
 ) -> tuple[str, str | None]:
@@ -204,22 +243,68 @@ def package_model(
 
     Args:
         model: A `.keras` file or a Keras model.
-        card: Its model card.
+        card: Its model card (`runtime_checks`, and `temperature` when fitted, are set here).
         onnx: True exports and verifies an ONNX copy (the fast serving path); a path ships
             an existing export; False ships Keras only.
-        parity_inputs: Preprocessed images (N, H, W, C) for the ONNX parity check.
+        quantize: Also try an int8 ONNX model; it needs `parity_inputs` (real images, used
+            to calibrate and to check it) and ships only if it answers like Keras: weighted
+            F1 within 0.005 (with `parity_labels`) and the same class on >= 99.5% of images.
+        parity_inputs: Preprocessed validation images (N, H, W, C); 100+ recommended.
+        parity_labels: Their class indices, for the F1 check and the temperature.
+        calibrate: Fit the card's temperature on the labelled validation images (when the
+            card still has the neutral 1.0 and at least 50 labelled images are given).
         build: Also build the Bento.
         project_dir: Folder of bentofile.yaml (default: found from the working directory).
     """
+    checks: dict[str, dict[str, Any]] = {}
+    int8_path = None
+    keras_model = _keras(model)  # loaded once; the original file is what gets saved
+    x = reference = None
+    if parity_inputs is not None and len(parity_inputs):
+        x = np.asarray(parity_inputs, np.float32)
+        reference = np.asarray(keras_model(x, training=False))
+        if calibrate and parity_labels is not None and len(x) >= 50 and card.temperature == 1.0:
+            temperature = round(fit_temperature(reference, parity_labels), 4)
+            logger.info("fitted temperature %.3f on %d validation images", temperature, len(x))
+            card = card.model_copy(update={"temperature": temperature})
     with tempfile.TemporaryDirectory(prefix="braintumor-onnx-") as scratch:
         if onnx is True:
-            onnx_path = export_verified_onnx(model, card, scratch, parity_inputs)
+            onnx_path = export_verified_onnx(keras_model, card, scratch, parity_inputs)
         else:
             onnx_path = Path(onnx) if onnx else None
-        model_tag = save_to_bentoml(model, card, onnx_path=onnx_path)
+        if onnx_path is not None and x is not None:
+            checks["onnx"] = check_runtime(
+                "onnx", reference, _onnx_probs(onnx_path, x), parity_labels
+            ).to_dict()
+            if quantize:
+                int8_path, int8_check = quantize_verified(
+                    keras_model, onnx_path, scratch, x, parity_labels, reference
+                )
+                if int8_check is not None:
+                    checks["onnx-int8"] = {
+                        **int8_check.to_dict(),
+                        "accepted": int8_path is not None,
+                    }
+        elif quantize and onnx_path is not None:
+            logger.info("no int8 model: quantization needs parity_inputs (real images)")
+        card = card.model_copy(update={"runtime_checks": checks})
+        model_tag = save_to_bentoml(model, card, onnx_path=onnx_path, int8_path=int8_path)
     if not build:
         return model_tag, None
     return model_tag, build_bento(model_tag, project_dir=project_dir)
+
+
+def _keras(model: Any) -> Any:
+    from braintumor.serving.predictor import load_keras_model
+
+    return load_keras_model(model) if isinstance(model, (str, Path)) else model
+
+
+def _onnx_probs(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: np.asarray(x, np.float32)})[0]
 
 
 def export_bento_dir(bento_tag: str) -> Path:

@@ -111,8 +111,21 @@ class AugmentationConfig(_Strict):
 
 
 class EarlyStoppingConfig(_Strict):
-    patience: int = Field(6, ge=1)
+    patience: int = Field(6, ge=0)  # 0: off (train every epoch; the best epoch is still kept)
     min_delta: float = Field(0.0, ge=0)
+
+
+class ScheduleConfig(_Strict):
+    """The learning-rate schedule of each phase.
+
+    `plateau`: the configured rate, halved when validation loss stalls (`reduce_lr`).
+    `onecycle`: warm up from rate/25 to the configured rate over `warmup_fraction` of the
+    phase's steps, then cosine-anneal to ~0 (Smith's one-cycle policy). It needs the whole
+    phase: combine it with early stopping off (`patience: 0`).
+    """
+
+    kind: Literal["plateau", "onecycle"] = "plateau"
+    warmup_fraction: float = Field(0.3, gt=0, lt=1)
 
 
 class ReduceLRConfig(_Strict):
@@ -139,11 +152,8 @@ class TrainingConfig(_Strict):
     balancing: BalancingConfig = BalancingConfig()
     augmentation: AugmentationConfig = AugmentationConfig()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
-    # plateau: constant rate, reduced on validation-loss plateaus (reduce_lr); cosine: decays to
-    # zero over each phase (after warmup_epochs), which copes better with a noisy val loss.
-    lr_schedule: Literal["plateau", "cosine"] = "plateau"
-    warmup_epochs: int = Field(0, ge=0)
     reduce_lr: ReduceLRConfig = ReduceLRConfig()
+    lr_schedule: ScheduleConfig = ScheduleConfig()
     seed: int = 42
     deterministic: bool = False  # TF op determinism: reproducible to the bit, slower
     # auto: float16 compute when a GPU is present; bfloat16: for CPUs with native bf16

@@ -135,25 +135,41 @@ def _callbacks(config: TrainingConfig, phase: str, tracker, progress: ProgressFn
             if progress is not None:
                 progress(report)
 
-    callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss",
-            patience=config.early_stopping.patience,
-            min_delta=config.early_stopping.min_delta,
-        ),
-        _Progress(),
-    ]
-    if config.lr_schedule == "plateau":  # a cosine schedule sets the rate itself
-        callbacks.insert(
-            1,
+    callbacks: list[Any] = [_Progress()]
+    if config.early_stopping.patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=config.early_stopping.patience,
+                min_delta=config.early_stopping.min_delta,
+            )
+        )
+    if config.lr_schedule.kind == "plateau":
+        callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
                 monitor="val_loss",
                 factor=config.reduce_lr.factor,
                 patience=config.reduce_lr.patience,
                 min_lr=config.reduce_lr.min_lr,
-            ),
+            )
         )
     return callbacks
+
+
+def learning_rate(config: TrainingConfig, peak: float, total_steps: int) -> Any:
+    """A float (plateau) or a one-cycle schedule over `total_steps` (see ScheduleConfig)."""
+    import keras
+
+    if config.lr_schedule.kind == "plateau":
+        return peak
+    warmup = max(1, round(config.lr_schedule.warmup_fraction * total_steps))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak / 25.0,
+        decay_steps=max(1, total_steps - warmup),
+        alpha=1e-4,
+        warmup_target=peak,
+        warmup_steps=warmup,
+    )
 
 
 class _BestTracker:
@@ -191,25 +207,6 @@ def _dtype_policy(policy: str):
         yield
     finally:
         keras.config.set_dtype_policy(previous)
-
-
-def learning_rate_for(
-    schedule: str, learning_rate: float, epochs: int, steps: int, warmup_epochs: int = 0
-):
-    """A constant rate (reduced on plateaus by a callback) or a cosine decay to zero over the
-    phase, after an optional linear warm-up."""
-    import keras
-
-    if schedule == "plateau":
-        return learning_rate
-    warmup = min(warmup_epochs, max(epochs - 1, 0)) * steps
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=learning_rate if warmup == 0 else learning_rate * 0.1,
-        decay_steps=max(epochs * steps - warmup, 1),
-        alpha=0.0,
-        warmup_target=learning_rate if warmup else None,
-        warmup_steps=warmup,
-    )
 
 
 def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0):
@@ -324,10 +321,7 @@ def train_model(
     with _dtype_policy(runtime.dtype_policy), strategy.scope():
         model = build_model(config, num_classes)
 
-    def compile_for(learning_rate: float, epochs: int) -> None:
-        rate = learning_rate_for(
-            config.lr_schedule, learning_rate, epochs, steps, config.warmup_epochs
-        )
+    def compile_for(rate: Any) -> None:
         with strategy.scope():
             model.compile(
                 optimizer=make_optimizer(config.optimizer, rate, config.weight_decay),
@@ -347,12 +341,12 @@ def train_model(
 
     start = time.perf_counter()
     epoch = 0
-    for phase, epochs, learning_rate in phases:
+    for phase, epochs, peak in phases:
         if phase == "head":
             freeze_base(model)
         elif phase == "fine_tune":
             set_trainable_top(model, config.fine_tune.unfreeze_top_layers)
-        compile_for(learning_rate, epochs)
+        compile_for(learning_rate(config, peak, epochs * steps))
         history = model.fit(
             train_ds,
             steps_per_epoch=steps,
