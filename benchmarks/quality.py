@@ -1,7 +1,7 @@
 """Quality benchmark: train the `cpu` profile on the real dataset and score it honestly.
 
 For each protocol it trains on the kept `train` rows of a leakage-free splits table (from the
-integrity step), early-stops on `val`, and scores `test`:
+integrity step), keeps the epoch with the best `val` loss, and scores `test`:
 - `resplit`: a grouped, stratified re-split of all images (no duplicate cluster straddles).
 - `official`: the dataset's Testing split purged of every image with a Training twin; what is
   left comes mostly from other sources, so its per-class recall measures generalisation.
@@ -10,8 +10,12 @@ Writes `benchmarks/results/quality.json`: per protocol the weighted F1 with its 
 CI, macro F1, accuracy, balanced accuracy, per-class recall, confusion matrix, training
 seconds, epochs, the config, the git commit and the machine.
 
-    python benchmarks/quality.py --splits-resplit data/audit/splits_resplit.csv \\
-        --splits-official data/audit/splits_official.csv
+    python benchmarks/quality.py --data-root data/raw \\
+        --splits-resplit data/audit_resplit/splits.csv \\
+        --splits-official data/audit_official/splits.csv
+
+The config is the training block of configs/cpu.yaml; `--config other.yaml` and
+`--set key.sub=<json>` override it.
 """
 
 from __future__ import annotations
@@ -43,23 +47,19 @@ from braintumor.training.trainer import EpochReport, predict_proba, train_model 
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "brain-tumor-classification-mri"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "quality.json"
 
-# The `cpu` profile: the from-scratch CNN, sized for 2 CPU cores and a 60-minute budget.
-CPU_PROFILE: dict[str, Any] = {
-    "backbone": "custom_cnn",
-    "weights": None,
-    "preprocessing": {"image_size": 96, "channels": 1, "variant": "raw", "crop_to_head": False},
-    "cnn": {"filters": [32, 64, 128, 256], "convs_per_block": 1, "block_dropout": 0.1},
-    "head": {"pooling": "avg", "dropout": 0.3, "dense_units": 0},
-    "batch_size": 32,
-    "epochs": 20,
-    "learning_rate": 1e-3,
-    "optimizer": "adam",
-    "balancing": {"strategy": "class_weight"},
-    "augmentation": {"enabled": True},
-    "early_stopping": {"patience": 6},
-    "reduce_lr": {"factor": 0.5, "patience": 3},
-    "seed": 42,
-}
+# The `cpu` profile is the training block of configs/cpu.yaml (one source of truth with the
+# pipeline's run config); --config and --set override it.
+CPU_PROFILE_FILE = REPO / "configs" / "cpu.yaml"
+
+
+def training_block(path: Path) -> dict[str, Any]:
+    """The `training` mapping of a run config (parameters.run.training) or a bare mapping."""
+    import yaml
+
+    values = yaml.safe_load(path.read_text()) or {}
+    run = values.get("parameters", {}).get("run", {}) if "parameters" in values else values
+    return dict(run.get("training", run))
+
 
 log = logging.getLogger("quality")
 
@@ -173,17 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--splits-resplit", type=Path, help="splits.csv of the resplit protocol")
     parser.add_argument("--splits-official", type=Path, help="splits.csv of the official protocol")
-    parser.add_argument("--config", type=Path, help="JSON/YAML overriding the cpu profile")
+    parser.add_argument(
+        "--config", type=Path, help="run config (or bare training mapping) over configs/cpu.yaml"
+    )
     parser.add_argument("--set", action="append", default=[], help="dotted override, key=json")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
-    values = json.loads(json.dumps(CPU_PROFILE))
+    values = training_block(CPU_PROFILE_FILE)
     if args.config:
-        import yaml
-
-        values = deep_merge(values, yaml.safe_load(args.config.read_text()))
+        values = deep_merge(values, training_block(args.config))
     for item in args.set:
         key, _, raw = item.partition("=")
         values = deep_merge(values, dotted(key, json.loads(raw)))
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "benchmark": "quality",
-        "profile": "cpu",
+        "profile": str(args.config or CPU_PROFILE_FILE.relative_to(REPO)),
         "config": config.model_dump(mode="json"),
         "git_commit": git_commit(),
         "machine": machine(),
