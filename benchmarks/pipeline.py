@@ -62,12 +62,12 @@ def main() -> None:
             cached_target_s=30,
         )
         results[name] = timings
-    target = write_results(
-        "pipeline",
-        {"data": args.data, "configs": results},
-        f"python benchmarks/pipeline.py --configs {' '.join(args.configs)}",
-    )
-    print(f"-> {target}")
+        target = write_results(  # after each config, so a long cpu run keeps the smoke figures
+            "pipeline",
+            {"data": args.data, "configs": results},
+            f"python benchmarks/pipeline.py --configs {' '.join(args.configs)}",
+        )
+        print(f"-> {target}", flush=True)
 
 
 if __name__ == "__main__":

@@ -109,7 +109,12 @@ def split_summary(splits: pd.DataFrame) -> dict[str, dict[str, int]]:
 
 
 def run_protocol(
-    protocol: str, splits_path: Path, data_root: Path, config: TrainingConfig, out_dir: Path
+    protocol: str,
+    splits_path: Path,
+    data_root: Path,
+    config: TrainingConfig,
+    out_dir: Path,
+    model_dir: Path | None = None,
 ) -> dict[str, Any]:
     splits = pd.read_csv(splits_path, dtype={"path": str, "label": str, "split": str})
     start = time.perf_counter()
@@ -143,6 +148,9 @@ def run_protocol(
     probs = predict_proba(result.model, data.test.x)
     metrics = evaluate(data.test.y, probs, CLASS_NAMES, n_boot=2000, seed=config.seed)
     np.save(out_dir / f"quality_{protocol}_test_probs.npy", probs)
+    if model_dir is not None:  # e.g. for benchmarks/serving.py --model
+        model_dir.mkdir(parents=True, exist_ok=True)
+        result.model.save(model_dir / f"quality_{protocol}.keras")
     return {
         "protocol": protocol,
         "weighted_f1": metrics["weighted_f1"],
@@ -178,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--set", action="append", default=[], help="dotted override, key=json")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--save-models", type=Path, help="folder for the trained .keras models")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
@@ -213,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         if path is None:
             continue
         report["protocols"][protocol] = run_protocol(
-            protocol, path, args.data_root, config, args.out.parent
+            protocol, path, args.data_root, config, args.out.parent, args.save_models
         )
         report["machine"]["load_average_at_end"] = list(os.getloadavg())
         args.out.write_text(json.dumps(report, indent=2) + "\n")
