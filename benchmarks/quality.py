@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from braintumor.constants import CLASS_NAMES, PROTOCOLS  # noqa: E402
 from braintumor.evaluation.metrics import evaluate  # noqa: E402
+from braintumor.lineage import git_commit  # noqa: E402
 from braintumor.training.config import TrainingConfig  # noqa: E402
 from braintumor.training.dataset import load_split_arrays  # noqa: E402
 from braintumor.training.trainer import EpochReport, predict_proba, train_model  # noqa: E402
@@ -62,23 +62,6 @@ def training_block(path: Path) -> dict[str, Any]:
 
 
 log = logging.getLogger("quality")
-
-
-def git_commit() -> str:
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def machine() -> dict[str, Any]:
@@ -208,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "quality",
         "profile": str(args.config or CPU_PROFILE_FILE.relative_to(REPO)),
         "config": config.model_dump(mode="json"),
-        "git_commit": git_commit(),
+        "git_commit": git_commit(REPO),
         "machine": machine(),
         "data_root": str(args.data_root),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -45,6 +45,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+from braintumor.lineage import git_commit  # noqa: E402
+
 WORK = ROOT / "benchmarks" / ".work"
 PEERS = ROOT / "benchmarks" / ".peers"
 RESULTS = ROOT / "benchmarks" / "results" / "serving.json"
@@ -523,15 +525,6 @@ def peers_in_process(seconds: float) -> dict:
 # --- main --------------------------------------------------------------------------------------
 
 
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="a trained .keras model (default: see doc)")
@@ -620,7 +613,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "benchmark": "serving",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
+        "git_commit": git_commit(ROOT),
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
