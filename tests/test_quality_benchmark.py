@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import keras
 import pandas as pd
 import pytest
 
@@ -28,6 +29,7 @@ def test_quality_benchmark_writes_every_figure_per_protocol(
             "--data-root", str(sample_dir),
             "--splits-resplit", str(table),
             "--out", str(out),
+            "--save-models", str(tmp_path / "models"),
             "--set", 'preprocessing={"image_size": 32, "channels": 1}',
             "--set", "epochs=1",
             "--set", "cnn.filters=[8, 16]",
@@ -48,3 +50,5 @@ def test_quality_benchmark_writes_every_figure_per_protocol(
     assert result["test_images"] == len(test_rows)
     assert result["kept_images"]["train"]["glioma"] == 6
     assert (tmp_path / "quality_resplit_test_probs.npy").is_file()
+    saved = keras.saving.load_model(tmp_path / "models" / "quality_resplit.keras")
+    assert saved.input_shape == (None, 32, 32, 1)
