@@ -46,3 +46,21 @@ def full_dataset_dir() -> Path:
             "(set BRAINTUMOR_FULL_DATASET to a copy in the Kaggle layout to run this test)"
         )
     return FULL_DATASET_DIR
+
+
+@pytest.fixture(scope="session")
+def dark_folder(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample's Training slices 60% darker and resized to 256 px: a drifted batch."""
+    import cv2
+    import numpy as np
+
+    from braintumor.imaging import decode_image
+    from braintumor.monitoring.features import list_images
+
+    out = tmp_path_factory.mktemp("dark")
+    for path in list_images(sample_dir / "Training"):
+        if not path.name.startswith("planted_"):
+            gray = decode_image(path.read_bytes()).pixels
+            small = cv2.resize((gray * 0.4).astype(np.uint8), (256, 256))
+            cv2.imwrite(str(out / f"{path.parent.name}-{path.stem}.png"), small)
+    return out

@@ -5,27 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from braintumor.cli import app
-from braintumor.imaging import decode_image
-from braintumor.monitoring.features import list_images
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def dark_folder(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dark")
-    for path in list_images(sample_dir / "Training"):
-        if not path.name.startswith("planted_"):
-            gray = decode_image(path.read_bytes()).pixels
-            small = cv2.resize((gray * 0.4).astype(np.uint8), (200, 200))
-            cv2.imwrite(str(out / f"{path.parent.name}-{path.stem}.png"), small)
-    return out
 
 
 def test_drift_fails_the_job_and_writes_report_summary_and_json(

@@ -6,7 +6,6 @@ import uuid
 from pathlib import Path
 from typing import Annotated
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,23 +18,10 @@ from braintumor.constants import (
     TRAIN,
 )
 from braintumor.data.manifest import read_manifest
-from braintumor.imaging import decode_image
-from braintumor.monitoring.features import list_images
 from steps.compute_reference_features import compute_reference_features
 from steps.materializers import ImageFolder, ImageFolderMaterializer
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def dark_folder(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dark")
-    for path in list_images(sample_dir / "Training"):
-        if not path.name.startswith("planted_"):
-            gray = decode_image(path.read_bytes()).pixels
-            small = cv2.resize((gray * 0.4).astype(np.uint8), (256, 256))
-            cv2.imwrite(str(out / f"{path.parent.name}-{path.stem}.png"), small)
-    return out
 
 
 @step(output_materializers={"raw_images": ImageFolderMaterializer})
