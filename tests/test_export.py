@@ -31,3 +31,22 @@ def test_onnx_matches_keras_within_1e4_for_any_batch_size(name, shape, tmp_path:
     probs = onnx_predict(onnx_session(path, threads=1), x)
     assert probs.shape == (5, 4)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_a_bfloat16_trained_model_exports_as_float32(tmp_path: Path) -> None:
+    import keras
+
+    previous = keras.config.dtype_policy().name
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = build_classifier(
+            "custom_cnn", input_shape=(32, 32, 1), cnn=CnnSpec(filters=(8, 16))
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
+    x = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 1)).astype("float32")
+    path = to_onnx(model, tmp_path / "bf16.onnx")
+    exported = onnx_predict(onnx_session(path, threads=1), x)
+    assert exported.dtype == np.float32
+    # The ONNX graph computes in float32 with the same weights: close to the bf16 model.
+    np.testing.assert_allclose(exported, keras.ops.convert_to_numpy(model(x)), atol=0.03)

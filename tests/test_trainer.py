@@ -150,9 +150,23 @@ def test_runtime_choice_follows_the_gpus() -> None:
     assert not choose_runtime(4, "off", "off").mixed_precision
     assert not choose_runtime(4, "off", "off").mirrored
     assert choose_runtime(0, "on").mixed_precision
-    assert choose_runtime(0, "bfloat16").dtype_policy == "mixed_bfloat16"
+    assert choose_runtime(0, "bfloat16", native_bf16_cpu=True).dtype_policy == "mixed_bfloat16"
+    assert choose_runtime(0, "bfloat16").dtype_policy == "float32"  # emulated: slower
+    assert choose_runtime(1, "bfloat16").dtype_policy == "mixed_bfloat16"
     assert choose_runtime(0).dtype_policy == "float32"
     assert one.dtype_policy == "mixed_float16"
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
+    from braintumor.training.trainer import BF16_CPU_FLAGS, cpu_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert cpu_flags(info) == {"fpu", "avx2", "avx512f", "avx512_bf16"}
+    assert cpu_flags(info) & BF16_CPU_FLAGS
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2\n")
+    assert not cpu_flags(info) & BF16_CPU_FLAGS
+    assert cpu_flags(tmp_path / "absent") == frozenset()
 
 
 def test_unusable_data_is_refused_before_training(data) -> None:
@@ -192,3 +206,34 @@ def test_one_cycle_schedule_warms_up_then_anneals_and_runs_every_epoch(data) -> 
     assert result.epochs_run == 6  # no early stopping
     seen = [r.metrics["learning_rate"] for r in reports]
     assert seen[-1] < seen[1] and max(seen) > seen[0]
+
+
+def test_weight_average_warms_up_then_follows_the_decay() -> None:
+    from braintumor.training.trainer import _WeightAverage
+
+    average = _WeightAverage([np.zeros(2, np.float32)], decay=0.5)
+    average.update([np.ones(2, np.float32)])  # decay min(0.5, 2/11) = 2/11
+    np.testing.assert_allclose(average.weights([np.zeros(2, np.float32)])[0], 9 / 11)
+    average.update([np.zeros(2, np.float32)])  # decay min(0.5, 3/12) = 0.25
+    np.testing.assert_allclose(average.average[0], 0.25 * 9 / 11)
+    for _ in range(20):  # from here the decay is capped at 0.5
+        average.update([np.full(2, 4.0, np.float32)])
+    np.testing.assert_allclose(average.average[0], 4.0, atol=1e-4)
+    assert average.weights([np.zeros(2, np.float32)])[0].dtype == np.float32
+
+
+def test_ema_validates_and_returns_the_average_without_changing_the_training(data) -> None:
+    plain = train_model(small_config(epochs=4), data, progress=None)
+    reports: list[EpochReport] = []
+    ema = train_model(small_config(epochs=4, ema_decay=0.9), data, progress=reports.append)
+    # The live weights train exactly as without the average (restored before every epoch).
+    np.testing.assert_allclose(ema.history["loss"], plain.history["loss"], rtol=1e-4)
+    np.testing.assert_allclose(ema.history["val_loss_live"], plain.history["val_loss"], rtol=1e-4)
+    # What is validated, tracked and returned is the average, which differs from the live model.
+    assert not np.allclose(ema.history["val_loss"], ema.history["val_loss_live"])
+    assert ema.best_val_loss == min(ema.history["val_loss"])
+    val = data[1]
+    probs = predict_proba(ema.model, val.x)
+    loss = keras.losses.CategoricalCrossentropy()(np.eye(4)[val.y], probs)
+    assert float(loss) == pytest.approx(ema.best_val_loss, rel=1e-3)
+    assert all("val_accuracy_live" in r.metrics for r in reports)
