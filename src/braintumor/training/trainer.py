@@ -11,7 +11,8 @@
   more than one GPU, chosen automatically (`choose_runtime`).
 - `ema_decay > 0`: an exponential moving average of the weights (batch-norm statistics
   included) is kept after every step, and it is the EMA weights that are validated, tracked
-  as the best and returned: a smoother, usually better model at no extra training cost.
+  as the best and returned: a smoother model. It costs a weight copy per step and a second
+  validation pass per epoch (the live weights are still validated, as `val_loss_live`).
 - Seeds: Python, NumPy and TensorFlow are seeded from `config.seed`; shuffling and
   augmentation are seeded streams; `config.deterministic` also makes TF ops deterministic.
 """
