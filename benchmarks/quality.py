@@ -42,7 +42,13 @@ from braintumor.evaluation.metrics import evaluate  # noqa: E402
 from braintumor.lineage import git_commit  # noqa: E402
 from braintumor.training.config import TrainingConfig  # noqa: E402
 from braintumor.training.dataset import load_split_arrays  # noqa: E402
-from braintumor.training.trainer import EpochReport, predict_proba, train_model  # noqa: E402
+from braintumor.training.trainer import (  # noqa: E402
+    BF16_CPU_FLAGS,
+    EpochReport,
+    cpu_flags,
+    predict_proba,
+    train_model,
+)
 
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "brain-tumor-classification-mri"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "quality.json"
@@ -78,6 +84,8 @@ def machine() -> dict[str, Any]:
         "cpu": cpu,
         "python": platform.python_version(),
         "load_average_at_start": list(os.getloadavg()),
+        "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+        "cpu_flags_bf16": sorted(BF16_CPU_FLAGS & cpu_flags()),
     }
 
 
@@ -198,16 +206,20 @@ def main(argv: list[str] | None = None) -> int:
         "protocols": {},
     }
     if args.out.is_file():  # keep the other protocol's figures when running one
-        previous = json.loads(args.out.read_text())
-        report["protocols"] = previous.get("protocols", {})
+        report["protocols"] = kept_protocols(json.loads(args.out.read_text()), report["config"])
     for protocol in PROTOCOLS:
         path = chosen[protocol]
         if path is None:
             continue
+        started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         report["protocols"][protocol] = run_protocol(
             protocol, path, args.data_root, config, args.out.parent, args.save_models
         )
+        # Per protocol too: a file can hold one protocol kept from an earlier run.
+        report["protocols"][protocol]["git_commit"] = report["git_commit"]
+        report["protocols"][protocol]["started"] = started
         report["machine"]["load_average_at_end"] = list(os.getloadavg())
+        report["protocols"][protocol]["machine"] = dict(report["machine"])
         args.out.write_text(json.dumps(report, indent=2) + "\n")
         summary = report["protocols"][protocol]
         log.info(
@@ -220,6 +232,24 @@ def main(argv: list[str] | None = None) -> int:
         )
     log.info("figures written to %s", args.out)
     return 0
+
+
+def kept_protocols(previous: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The protocols of an earlier report worth keeping: all of them if it used the same
+    config, each stamped with the commit, start and machine of the run that made it; none
+    otherwise (figures of another config must not sit under this one)."""
+    if previous.get("config") != config:
+        log.warning("the earlier figures were made with another config: not kept")
+        return {}
+    kept = {}
+    for protocol, figures in previous.get("protocols", {}).items():
+        kept[protocol] = {
+            **figures,
+            "git_commit": figures.get("git_commit", previous.get("git_commit")),
+            "started": figures.get("started", previous.get("started")),
+            "machine": figures.get("machine", previous.get("machine")),
+        }
+    return kept
 
 
 def dotted(key: str, value: Any) -> dict[str, Any]:

@@ -52,3 +52,23 @@ def test_quality_benchmark_writes_every_figure_per_protocol(
     assert (tmp_path / "quality_resplit_test_probs.npy").is_file()
     saved = keras.saving.load_model(tmp_path / "models" / "quality_resplit.keras")
     assert saved.input_shape == (None, 32, 32, 1)
+
+
+def test_figures_of_another_config_are_not_kept_under_this_one() -> None:
+    from benchmarks.quality import kept_protocols
+
+    earlier = {
+        "config": {"epochs": 60},
+        "git_commit": "abc",
+        "started": "2026-11-23T09:00:00+0000",
+        "machine": {"cpu": "first"},
+        "protocols": {"resplit": {"weighted_f1": 0.9}},
+    }
+    kept = kept_protocols(earlier, {"epochs": 60})
+    assert kept["resplit"]["weighted_f1"] == 0.9
+    # Stamped with the run that made them, not with the run that keeps them.
+    assert kept["resplit"]["git_commit"] == "abc"
+    assert kept["resplit"]["machine"] == {"cpu": "first"}
+    assert kept_protocols(earlier, {"epochs": 90}) == {}
+    stamped = {**earlier, "protocols": {"resplit": {"git_commit": "def", "machine": {}}}}
+    assert kept_protocols(stamped, {"epochs": 60})["resplit"]["git_commit"] == "def"
