@@ -29,9 +29,11 @@ def machine() -> dict[str, object]:
     }
 
 
-def write_results(name: str, figures: dict[str, object], command: str) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    target = RESULTS / f"{name}.json"
+def write_results(
+    name: str, figures: dict[str, object], command: str, target: Path | None = None
+) -> Path:
+    target = target or RESULTS / f"{name}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": name,
         "command": command,

@@ -90,12 +90,13 @@ def run_variant(config: Path, onednn: str, policy: str, steps: int, repeats: int
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=REPO_ROOT / "configs" / "cpu.yaml")
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/train_step.json")
+    args = parser.parse_args(argv)
     native_bf16 = sorted(BF16_CPU_FLAGS & cpu_flags())
     results: dict[str, dict] = {}
     for name, variant in VARIANTS.items():
@@ -124,13 +125,14 @@ def main() -> None:
     path = write_results(
         "train_step",
         {
-            "config": str(args.config.relative_to(REPO_ROOT)),
+            "config": os.path.relpath(args.config.resolve(), REPO_ROOT),
             "cpu": cpu_name,
             "native_bf16_flags": native_bf16,
             "steps_per_repeat": args.steps,
             "variants": results,
         },
-        "python benchmarks/train_step.py " + " ".join(sys.argv[1:]),
+        "python benchmarks/train_step.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        args.out,
     )
     print(f"figures written to {path}")
 
