@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from braintumor.models.backbones import base_model, build_classifier
+from braintumor.models.precision import is_float32
 from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import ArraySplit
 from braintumor.training.trainer import (
@@ -130,12 +131,24 @@ def test_balancing_and_focal_loss_reach_the_training_loop(data) -> None:
     assert isinstance(result.model.loss, keras.losses.CategoricalFocalCrossentropy)
 
 
-def test_mixed_precision_on_request_keeps_a_float32_softmax(data) -> None:
+def test_mixed_precision_trains_in_float16_and_returns_a_float32_model(data, monkeypatch) -> None:
+    from braintumor.training import trainer
+
+    built = []
+    original = trainer.build_model
+    monkeypatch.setattr(
+        trainer, "build_model", lambda *a, **k: built.append(original(*a, **k)) or built[-1]
+    )
     result = train_model(small_config(epochs=1, mixed_precision="on"), data, progress=None)
     assert result.runtime.mixed_precision
-    layers = {layer.name: layer for layer in result.model.layers}
+    # Trained in float16 with a float32 softmax...
+    layers = {layer.name: layer for layer in built[0].layers}
     assert layers["predictions"].dtype_policy.name == "float32"
-    assert base_model(result.model).layers[1].dtype_policy.name == "mixed_float16"
+    assert base_model(built[0]).layers[1].dtype_policy.name == "mixed_float16"
+    # ...handed on in float32 (evaluation, ONNX export and serving compute the same thing).
+    assert is_float32(result.model) and result.model is not built[0]
+    for ours, trained in zip(result.model.get_weights(), built[0].get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, trained)
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
 
 

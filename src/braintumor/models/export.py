@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from braintumor.models.precision import as_float32
+
 
 class ExportError(RuntimeError):
     """A model that cannot be exported, or an export that disagrees with its model."""
@@ -33,8 +35,7 @@ def to_onnx(model: Any, path: str | Path, *, opset: int | None = None) -> Path:
         raise ExportError("ONNX export needs tf2onnx: pip install tf2onnx") from exc
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if any(getattr(layer.dtype_policy, "name", "float32") != "float32" for layer in model.layers):
-        model = _as_float32(model)
+    model = as_float32(model)
     spec = keras.InputSpec(shape=(None, *model.input_shape[1:]), dtype="float32")
     # tf2onnx prints a lot; keep the caller's output readable.
     with contextlib.redirect_stdout(io.StringIO()):
@@ -44,35 +45,6 @@ def to_onnx(model: Any, path: str | Path, *, opset: int | None = None) -> Path:
     if not target.is_file():
         raise ExportError(f"the ONNX exporter wrote nothing at {target}")
     return target
-
-
-def _as_float32(model: Any) -> Any:
-    """A float32 copy of a mixed-precision model (ONNX export needs float32)."""
-    import keras
-
-    previous = keras.config.dtype_policy().name
-    keras.config.set_dtype_policy("float32")
-    try:
-        config = model.get_config()
-        clone = model.__class__.from_config(_strip_policies(config))
-    finally:
-        keras.config.set_dtype_policy(previous)
-    clone.set_weights(model.get_weights())
-    return clone
-
-
-def _strip_policies(config: Any) -> Any:
-    if isinstance(config, dict):
-        return {
-            k: _strip_policies(v) for k, v in config.items() if k != "dtype" or not _is_policy(v)
-        }
-    if isinstance(config, list):
-        return [_strip_policies(v) for v in config]
-    return config
-
-
-def _is_policy(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("class_name") == "DTypePolicy"
 
 
 def onnx_session(path: str | Path, threads: int | None = None):

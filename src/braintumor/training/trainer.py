@@ -8,7 +8,8 @@
   weights with the lowest validation loss over both phases are restored at the end (and
   written to `checkpoint_dir/best.weights.h5` when given).
 - On GPUs: mixed precision (float16 compute, float32 softmax) and `MirroredStrategy` across
-  more than one GPU, chosen automatically (`choose_runtime`).
+  more than one GPU, chosen automatically (`choose_runtime`); bfloat16 on request where it is
+  native. Mixed precision is for training only: the returned model is float32.
 - `ema_decay > 0`: an exponential moving average of the weights (batch-norm statistics
   included) is kept after every step, and it is the EMA weights that are validated, tracked
   as the best and returned: a smoother model. It costs a weight copy per step and a second
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from braintumor.constants import CLASS_NAMES
+from braintumor.models.precision import as_float32
 from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import ArraySplit, SplitArrays, make_dataset, steps_per_epoch
 
@@ -469,6 +471,8 @@ def train_model(
     seconds = time.perf_counter() - start
     if tracker.best_weights is not None:
         model.set_weights(tracker.best_weights)
+    # Mixed precision is for training speed only: evaluation, export and serving use float32.
+    model = as_float32(model)
     tracker.history["phase"] = tracker.phase_of_epoch  # type: ignore[assignment]
     return TrainResult(
         model=model,
