@@ -161,7 +161,8 @@ class TrainingConfig(_Strict):
     deterministic: bool = False  # TF op determinism: reproducible to the bit, slower
     # auto: float16 compute when a GPU is present; bfloat16: bfloat16 compute on GPUs and on
     # CPUs with native bf16 (AVX512_BF16/AMX; 1.4x faster training measured on a 2-core
-    # EPYC), float32 on other CPUs, where emulated bf16 would be slower.
+    # EPYC), float32 on other CPUs, where emulated bf16 would be slower. Training only: the
+    # trained model is handed on (evaluated, exported, served) in float32.
     mixed_precision: Literal["auto", "on", "off", "bfloat16"] = "auto"
     distribute: Literal["auto", "off"] = "auto"  # auto: MirroredStrategy over >1 GPU
     jit_compile: bool = False  # XLA; compiling costs minutes on CPU, can pay off on GPU
