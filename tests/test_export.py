@@ -9,7 +9,7 @@ import pytest
 
 from braintumor.models.backbones import CnnSpec, build_classifier
 from braintumor.models.export import check_onnx_parity, onnx_predict, onnx_session, to_onnx
-from braintumor.models.precision import as_float32
+from braintumor.models.precision import as_float32, global_dtype_policy
 
 pytest.importorskip("tf2onnx")
 
@@ -37,14 +37,10 @@ def test_onnx_matches_keras_within_1e4_for_any_batch_size(name, shape, tmp_path:
 def test_a_bfloat16_trained_model_exports_as_float32(tmp_path: Path) -> None:
     import keras
 
-    previous = keras.config.dtype_policy().name
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
+    with global_dtype_policy("mixed_bfloat16"):
         model = build_classifier(
             "custom_cnn", input_shape=(32, 32, 1), cnn=CnnSpec(filters=(8, 16))
         )
-    finally:
-        keras.config.set_dtype_policy(previous)
     x = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 1)).astype("float32")
     path = to_onnx(model, tmp_path / "bf16.onnx")
     exported = onnx_predict(onnx_session(path, threads=1), x)

@@ -7,16 +7,12 @@ import numpy as np
 import pytest
 
 from braintumor.models.backbones import CnnSpec, build_classifier
-from braintumor.models.precision import as_float32, is_float32
+from braintumor.models.precision import as_float32, global_dtype_policy, is_float32
 
 
 def build_under(policy: str, name: str, shape: tuple[int, int, int]):
-    previous = keras.config.dtype_policy().name
-    keras.config.set_dtype_policy(policy)
-    try:
+    with global_dtype_policy(policy):
         return build_classifier(name, input_shape=shape, cnn=CnnSpec(filters=(8, 16)))
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,22 @@ Keras model and its float32 ONNX graph differ by ~1e-2, which the export parity 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+
+@contextmanager
+def global_dtype_policy(policy: str) -> Iterator[None]:
+    """Build models under Keras' global dtype `policy`; the previous one comes back after."""
+    import keras
+
+    previous = keras.config.dtype_policy().name
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def is_float32(model: Any) -> bool:
@@ -20,16 +35,10 @@ def is_float32(model: Any) -> bool:
 
 def as_float32(model: Any) -> Any:
     """`model` itself if it is float32, else an uncompiled float32 copy with its weights."""
-    import keras
-
     if is_float32(model):
         return model
-    previous = keras.config.dtype_policy().name
-    keras.config.set_dtype_policy("float32")
-    try:
+    with global_dtype_policy("float32"):
         clone = model.__class__.from_config(_strip_policies(model.get_config()))
-    finally:
-        keras.config.set_dtype_policy(previous)
     clone.set_weights(model.get_weights())
     return clone
 

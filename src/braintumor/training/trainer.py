@@ -24,7 +24,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from braintumor.constants import CLASS_NAMES
-from braintumor.models.precision import as_float32
+from braintumor.models.precision import as_float32, global_dtype_policy
 from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import ArraySplit, SplitArrays, make_dataset, steps_per_epoch
 
@@ -291,18 +290,6 @@ class _BestTracker:
                 model.save_weights(self.checkpoint)
 
 
-@contextmanager
-def _dtype_policy(policy: str):
-    import keras
-
-    previous = keras.config.dtype_policy().name
-    keras.config.set_dtype_policy(policy)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
 def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0):
     import keras
 
@@ -417,7 +404,7 @@ def train_model(
         checkpoint = Path(checkpoint_dir) / "best.weights.h5"
     tracker = _BestTracker(checkpoint)
 
-    with _dtype_policy(runtime.dtype_policy), strategy.scope():
+    with global_dtype_policy(runtime.dtype_policy), strategy.scope():
         model = build_model(config, num_classes)
 
     def compile_for(rate: Any) -> None:
