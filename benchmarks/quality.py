@@ -160,6 +160,7 @@ def run_protocol(
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "best_val_loss": result.best_val_loss,
+        "class_logit_shift": result.class_logit_shift,
         "history": {k: v for k, v in result.history.items() if k != "seconds"},
         "splits_file": str(splits_path),
         "splits_sha256": file_digest(splits_path),

@@ -19,6 +19,7 @@ from braintumor.models.backbones import (
     build_classifier,
     freeze_base,
     set_trainable_top,
+    shift_class_logits,
 )
 from braintumor.models.layers import BackboneNormalization, RepeatChannels
 
@@ -287,3 +288,19 @@ def test_from_scratch_backbones_get_the_faster_batch_norm_momentum(tmp_path: Pat
         for layer in base_model(pretrained).layers
         if isinstance(layer, keras.layers.BatchNormalization)
     )
+
+
+def test_shift_class_logits_adds_to_the_softmax_bias() -> None:
+    from braintumor.evaluation.calibration import shift_logits
+
+    model = build_classifier(
+        "custom_cnn", input_shape=(32, 32, 1), num_classes=4, weights=None, cnn=CnnSpec((8,))
+    )
+    x = np.random.default_rng(0).uniform(0, 255, (6, 32, 32, 1)).astype(np.float32)
+    before = np.asarray(model(x, training=False), np.float64)
+    shift = np.array([0.5, -1.0, 2.0, 0.0])
+    shift_class_logits(model, shift)
+    after = np.asarray(model(x, training=False), np.float64)
+    np.testing.assert_allclose(after, shift_logits(before, shift), atol=1e-5)
+    with pytest.raises(BackboneError, match="one shift per class"):
+        shift_class_logits(model, [1.0, 2.0])

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from braintumor.evaluation.calibration import calibrate, fit_temperature, nll
+from braintumor.evaluation.calibration import (
+    calibrate,
+    fit_class_bias,
+    fit_temperature,
+    nll,
+    shift_logits,
+)
 
 
 def synthetic(n: int, sharpen: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -45,3 +51,43 @@ def test_temperature_never_changes_the_predicted_class():
 def test_fit_refuses_mismatched_inputs():
     with pytest.raises(ValueError, match="need probs"):
         fit_temperature(np.ones((3, 4)) / 4, np.array([0, 1]))
+
+
+def leaning_model(n: int = 4000, lean: tuple = (0.0, 1.2, -0.4, -0.8), seed: int = 3):
+    """A model whose logits are the true ones plus a fixed per-class lean."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 2.0, (n, 4))
+    labels = np.array([rng.choice(4, p=row) for row in calibrate(np.exp(logits), 1.0)])
+    return calibrate(np.exp(logits + np.asarray(lean)), 1.0), labels, np.asarray(lean)
+
+
+def test_class_bias_undoes_a_planted_lean_and_fixes_predictions():
+    probs, labels, lean = leaning_model()
+    temperature, bias = fit_class_bias(probs, labels)
+    assert temperature == pytest.approx(1.0, abs=0.1)
+    assert bias == pytest.approx(-(lean - lean.mean()), abs=0.15)  # centred
+    assert bias.mean() == pytest.approx(0.0, abs=1e-9)
+    fixed = calibrate(shift_logits(probs, temperature * bias), temperature)
+    assert nll(fixed, labels) < nll(calibrate(probs, fit_temperature(probs, labels)), labels)
+    # the over-called class (lean +1.2) is predicted less often, closer to its true share
+    true_share = np.mean(labels == 1)
+    assert abs(np.mean(fixed.argmax(1) == 1) - true_share) < abs(
+        np.mean(probs.argmax(1) == 1) - true_share
+    )
+
+
+def test_shift_logits_is_softmax_of_log_probs_plus_shift():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    shifted = shift_logits(probs, [0.0, np.log(4.0), 0.0])
+    np.testing.assert_allclose(shifted[0], np.array([0.7, 0.8, 0.1]) / 1.6)
+    np.testing.assert_allclose(shift_logits(probs, [1.0, 1.0, 1.0]), probs)
+
+
+def test_class_bias_refuses_classes_with_too_few_examples():
+    probs, labels, _ = leaning_model(n=200)
+    labels = labels.copy()
+    labels[labels == 2] = 0
+    with pytest.raises(ValueError, match="at least 10 validation examples"):
+        fit_class_bias(probs, labels)
+    with pytest.raises(ValueError, match="need probs"):
+        fit_class_bias(probs[:5], labels[:4])

@@ -250,3 +250,27 @@ def test_ema_validates_and_returns_the_average_without_changing_the_training(dat
     loss = keras.losses.CategoricalCrossentropy()(np.eye(4)[val.y], probs)
     assert float(loss) == pytest.approx(ema.best_val_loss, rel=1e-3)
     assert all("val_accuracy_live" in r.metrics for r in reports)
+
+
+def test_refit_class_bias_folds_the_validation_fit_into_the_softmax_bias(data) -> None:
+    from braintumor.evaluation.calibration import calibrate, fit_class_bias, shift_logits
+
+    val = data[1]
+    plain = train_model(small_config(epochs=2), data, progress=None)
+    refit = train_model(small_config(epochs=2, refit_class_bias=True), data, progress=None)
+    before, after = predict_proba(plain.model, val.x), predict_proba(refit.model, val.x)
+    temperature, bias = fit_class_bias(before, val.y)
+    # same seed, same training: the only difference is the shift added to the softmax bias
+    assert refit.class_logit_shift == pytest.approx(list(temperature * bias), abs=1e-4)
+    assert plain.class_logit_shift is None
+    np.testing.assert_allclose(after, shift_logits(before, temperature * bias), atol=1e-4)
+    # with the temperature on top, the model answers what the joint fit says
+    joint = calibrate(shift_logits(before, temperature * bias), temperature)
+    np.testing.assert_allclose(calibrate(after, temperature), joint, atol=1e-4)
+
+
+def test_refit_class_bias_is_skipped_when_a_class_has_too_few_validation_images(data) -> None:
+    train, val = data
+    few = ArraySplit(val.x[:20], val.y[:20], val.paths[:20])
+    result = train_model(small_config(epochs=1, refit_class_bias=True), (train, few), progress=None)
+    assert result.class_logit_shift is None

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import keras
+import numpy as np
 
 from braintumor.constants import CLASS_NAMES
 from braintumor.models.layers import BackboneNormalization, RepeatChannels
@@ -249,6 +250,24 @@ def build_classifier(
         num_classes, activation="softmax", dtype="float32", name="predictions"
     )(x)
     return keras.Model(inputs, outputs, name=name or f"braintumor_{entry.name}")
+
+
+def shift_class_logits(model: keras.Model, shift: Any) -> None:
+    """Add `shift` (one value per class) to the bias of the softmax layer, in place.
+
+    The model then answers softmax(logits + shift): per-class offsets fitted after training
+    (`braintumor.evaluation.calibration.fit_class_bias`) become part of the weights, so every
+    consumer of the model (evaluation, ONNX export, serving, Grad-CAM) sees the same thing.
+    """
+    layer = model.layers[-1]
+    shift = np.asarray(shift, dtype=np.float32).reshape(-1)
+    softmax = keras.activations.softmax
+    if not isinstance(layer, keras.layers.Dense) or layer.activation is not softmax:
+        raise BackboneError(f"the last layer of {model.name!r} is not a softmax Dense layer")
+    kernel, bias = layer.get_weights()
+    if shift.shape != bias.shape:
+        raise BackboneError(f"need one shift per class ({bias.shape[0]}), got {shift.shape[0]}")
+    layer.set_weights([kernel, bias + shift])
 
 
 def base_model(model: keras.Model) -> keras.Model:

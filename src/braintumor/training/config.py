@@ -151,6 +151,11 @@ class TrainingConfig(_Strict):
     # > 0: validate, keep and return an exponential moving average of the weights, updated
     # every step with this decay (0.998: a half-life of about 350 steps); 0: off.
     ema_decay: float = Field(0.0, ge=0, lt=1)
+    # After training: fit per-class logit offsets (and a temperature) on the validation split
+    # and add them to the softmax bias (evaluation.calibration.fit_class_bias), undoing a
+    # systematic lean towards some classes. Skipped, with a warning, when a class has fewer
+    # than 10 validation images.
+    refit_class_bias: bool = False
     fine_tune: FineTuneConfig = FineTuneConfig()
     balancing: BalancingConfig = BalancingConfig()
     augmentation: AugmentationConfig = AugmentationConfig()

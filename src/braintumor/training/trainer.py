@@ -14,6 +14,9 @@
   included) is kept after every step, and it is the EMA weights that are validated, tracked
   as the best and returned: a smoother model. It costs a weight copy per step and a second
   validation pass per epoch (the live weights are still validated, as `val_loss_live`).
+- `refit_class_bias`: after training, per-class logit offsets fitted on validation are added
+  to the softmax bias (`refit_class_bias`), so the returned model no longer leans towards
+  the classes it over-calls.
 - Seeds: Python, NumPy and TensorFlow are seeded from `config.seed`; shuffling and
   augmentation are seeded streams; `config.deterministic` also makes TF ops deterministic.
 """
@@ -114,6 +117,8 @@ class TrainResult:
     class_names: tuple[str, ...]
     train_class_counts: list[int]  # after balancing
     phases: list[str] = field(default_factory=list)
+    # what `refit_class_bias` added to the softmax bias, per class (None: not refitted)
+    class_logit_shift: list[float] | None = None
 
 
 ProgressFn = Callable[[EpochReport], None]
@@ -460,6 +465,7 @@ def train_model(
         model.set_weights(tracker.best_weights)
     # Mixed precision is for training speed only: evaluation, export and serving use float32.
     model = as_float32(model)
+    shift = refit_class_bias(model, val) if config.refit_class_bias else None
     tracker.history["phase"] = tracker.phase_of_epoch  # type: ignore[assignment]
     return TrainResult(
         model=model,
@@ -472,7 +478,31 @@ def train_model(
         class_names=tuple(names),
         train_class_counts=balanced.class_counts(num_classes).tolist(),
         phases=[name for name, _, _ in phases],
+        class_logit_shift=shift,
     )
+
+
+def refit_class_bias(model, val: ArraySplit, min_per_class: int = 10) -> list[float] | None:
+    """Fit per-class logit offsets on `val` and add them to the model's softmax bias.
+
+    The shift added is T * b for the (T, b) of `fit_class_bias`, so the model's answers are
+    those of the jointly fitted softmax(log(p) / T + b); the temperature fitted later on top
+    of the shifted model (evaluate_winner) brings its probabilities back to the fitted ones.
+    Returns the shift, or None (with a warning) when a class has too few validation images.
+    """
+    from braintumor.evaluation.calibration import fit_class_bias
+    from braintumor.models.backbones import shift_class_logits
+
+    probs = predict_proba(model, val.x)
+    try:
+        temperature, bias = fit_class_bias(probs, val.y, min_per_class=min_per_class)
+    except ValueError as error:
+        log.warning("class bias not refitted: %s", error)
+        return None
+    shift = temperature * bias
+    shift_class_logits(model, shift)
+    log.info("class logit offsets refitted on %d validation images: %s", len(val), shift.round(3))
+    return [float(v) for v in shift]
 
 
 def predict_proba(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
