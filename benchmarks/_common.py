@@ -30,15 +30,21 @@ def machine() -> dict[str, object]:
 
 
 def write_results(
-    name: str, figures: dict[str, object], command: str, target: Path | None = None
+    name: str,
+    figures: dict[str, object],
+    command: str,
+    target: Path | None = None,
+    commit: str | None = None,
 ) -> Path:
+    """Write `figures` with the command, time, machine and commit (`commit`: taken before the
+    run, for benchmarks that rewrite their own results file as they go)."""
     target = target or RESULTS / f"{name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": name,
         "command": command,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": git_commit(REPO_ROOT),
+        "git_commit": commit or git_commit(REPO_ROOT),
         "machine": machine(),
         **figures,
     }

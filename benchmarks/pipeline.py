@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import FULL_DATASET, REPO_ROOT, write_results
+from _common import FULL_DATASET, REPO_ROOT, git_commit, write_results
 
 
 def main() -> None:
@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["smoke", "cpu"])
     parser.add_argument("--data", default=str(FULL_DATASET), help="dataset to ingest")
     args = parser.parse_args()
+    commit = git_commit(REPO_ROOT)  # before this run rewrites pipeline.json (dirtying the tree)
     home = Path(tempfile.mkdtemp(prefix="braintumor-bench-"))
     os.environ.update(
         ZENML_CONFIG_PATH=str(home / "zenml"),
@@ -66,6 +67,7 @@ def main() -> None:
             "pipeline",
             {"data": args.data, "configs": results},
             f"python benchmarks/pipeline.py --configs {' '.join(args.configs)}",
+            commit=commit,
         )
         print(f"-> {target}", flush=True)
 
