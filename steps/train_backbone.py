@@ -67,7 +67,5 @@ def train_backbone(
         },
         "balance_plan": class_balance.get(training.backbone),
     }
-    log_metadata(
-        metadata={k: v for k, v in summary.items() if k != "history" and v is not None}
-    )
+    log_metadata(metadata={k: v for k, v in summary.items() if k != "history" and v is not None})
     return result.model, summary
