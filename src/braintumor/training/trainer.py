@@ -15,8 +15,8 @@
   as the best and returned: a smoother model. It costs a weight copy per step and a second
   validation pass per epoch (the live weights are still validated, as `val_loss_live`).
 - `refit_class_bias`: after training, per-class logit offsets fitted on validation are added
-  to the softmax bias (`refit_class_bias`), so the returned model no longer leans towards
-  the classes it over-calls.
+  to the softmax bias, so the returned model no longer leans towards the classes it
+  over-calls.
 - Seeds: Python, NumPy and TensorFlow are seeded from `config.seed`; shuffling and
   augmentation are seeded streams; `config.deterministic` also makes TF ops deterministic.
 """
