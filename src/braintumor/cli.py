@@ -239,6 +239,8 @@ def data_audit(
         )
     out.print(table)
     out.print(f"shortcut check: {figures['shortcut']['summary']}")
+    if "appearance_shortcut" in figures:
+        out.print(f"appearance check: {figures['appearance_shortcut']['summary']}")
     out.print(f"splits ({policy.protocol}): {result.splits_csv}")
     out.print(f"figures: {result.audit_json}")
     if result.report_html:

@@ -1,8 +1,9 @@
-"""The data audit: duplicates, label conflicts, leakage, metadata shortcuts, and the splits.
+"""The data audit: duplicates, label conflicts, leakage, shortcuts, and the splits.
 
 `run_audit(data_root, manifest, policy, out_dir)` writes into `out_dir`:
 - `splits.csv`: the leakage-free splits of `policy.protocol` (see `integrity.splits`);
-- `audit.json`: every figure, for machines;
+- `audit.json`: every figure, for machines (`shortcut`: file metadata; `appearance_shortcut`:
+  image appearance such as the sequence type, see `integrity.appearance`);
 - `report.html`: the same figures with example pairs, one self-contained file.
 
 The manifest is ingestion's (`braintumor.data.ingest.ingest`, or `data.manifest.read_manifest`
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from braintumor.constants import PROTOCOL_OFFICIAL, PROTOCOL_RESPLIT, SPLITS_FILE
+from braintumor.integrity.appearance import audit_appearance
 from braintumor.integrity.dedup import Duplicates, find_duplicates
 from braintumor.integrity.figures import audit_figures
 from braintumor.integrity.policy import IntegrityPolicy
@@ -96,6 +98,12 @@ def run_audit(
     started = time.perf_counter()
     figures = audit_figures(manifest, duplicates, by_protocol, policy)
     timings["figures_s"] = round(time.perf_counter() - started, 2)
+    started = time.perf_counter()
+    say(f"measuring the appearance of {len(manifest)} images")
+    figures["appearance_shortcut"] = audit_appearance(
+        data_root, manifest, loader=loader, seed=policy.seed
+    )
+    timings["appearance_s"] = round(time.perf_counter() - started, 2)
     figures["timings"] = timings
 
     splits_csv = out_dir / SPLITS_FILE

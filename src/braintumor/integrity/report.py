@@ -178,6 +178,95 @@ def _conflict_examples(images: _Images, figures: dict[str, Any]) -> str:
     return '<div class="pairs">' + "".join(blocks) + "</div>"
 
 
+def _group_rows(by_group: dict[str, Any], classes: list[str]) -> list[list[Any]]:
+    rows = []
+    for group, info in by_group.items():
+        counts, shares = info["counts"], info["share_by_label"]
+        rows.append(
+            [
+                group,
+                info["images"],
+                *(f"{counts.get(c, 0)} ({shares.get(c, 0.0):.0%})" for c in classes),
+            ]
+        )
+    return rows
+
+
+def _appearance_section(images: _Images, appearance: dict[str, Any] | None) -> str:
+    """The appearance shortcut: sequence-type groups, histogram clusters, probe, examples."""
+    if not appearance:
+        return "<p>Not measured in this audit.</p>"
+    scope, probe = appearance["scope"], appearance["probe"]
+    parts = [
+        f'<p class="{"warn" if appearance["shortcut"] else "ok"}">{_e(appearance["summary"])}</p>',
+        f"<p>Images used for the warning and the probe: {_e(appearance['images_used'])}. "
+        "Features are taken inside the head region of each slice downscaled to "
+        f"{_e(appearance.get('image_side', ''))} px, "
+        "intensities normalised to the head's own range. Sequence-type proxy (the scalp band "
+        "is the reference: fat is the brightest tissue in T1 images):</p>",
+        _table(
+            [
+                [g, appearance["group_descriptions"].get(g, ""), rule]
+                for g, rule in appearance["groups_rule"].items()
+            ],
+            ["group", "look", "rule"],
+        ),
+        f"<p>{_e(appearance['criterion'])}.</p>",
+    ]
+    for name, table in appearance["groups"].items():
+        classes = sorted({c for info in table["by_group"].values() for c in info["counts"]})
+        parts.append(f"<h3>Sequence-type groups, source split {_e(name)}</h3>")
+        parts.append("<p>Images per group and class (share of the group):</p>")
+        parts.append(_table(_group_rows(table["by_group"], classes), ["group", "images", *classes]))
+        groups = sorted({g for shares in table["by_class"].values() for g in shares})
+        parts.append("<p>Share of each class's images in each group:</p>")
+        parts.append(
+            _table(
+                [
+                    [label, *(f"{shares.get(g, 0.0):.0%}" for g in groups)]
+                    for label, shares in table["by_class"].items()
+                ],
+                ["class", *groups],
+            )
+        )
+    clusters = appearance["clusters"].get(scope)
+    if clusters:
+        by_cluster = clusters["by_cluster"]
+        classes = sorted({c for info in by_cluster.values() for c in info["counts"]})
+        rows = _group_rows(by_cluster, classes)
+        for row, cluster in zip(rows, by_cluster, strict=True):
+            mix = clusters["sequence_groups"].get(cluster, {})
+            row.append(", ".join(f"{g} {n}" for g, n in mix.items()))
+        parts.append(f"<h3>KMeans clusters of head histograms, source split {_e(scope)}</h3>")
+        parts.append(_table(rows, ["cluster", "images", *classes, "sequence groups"]))
+    parts.append("<h3>Appearance-only probe</h3>")
+    parts.append(f"<p>{_e(probe['model'])} on {len(appearance['features'])} features.</p>")
+    parts.append(
+        _table(
+            [
+                [
+                    scope,
+                    probe["images"],
+                    probe["balanced_accuracy"],
+                    probe["chance"],
+                    probe["notumor_vs_tumour"],
+                    "yes" if probe["shortcut"] else "no",
+                ]
+            ],
+            ["scope", "images", "balanced accuracy", "chance", "no tumour vs tumour", "shortcut"],
+        )
+    )
+    examples = [
+        _figure(images, paths, _e(key.replace("/", ", labelled ")))
+        for key, paths in appearance.get("examples", {}).items()
+        if paths
+    ]
+    if examples:
+        parts.append(f"<h3>Examples per group ({_e(scope)} images)</h3>")
+        parts.append('<div class="pairs">' + "".join(examples) + "</div>")
+    return "\n".join(parts)
+
+
 def render_report(
     data_root: Path,
     manifest: pd.DataFrame,
@@ -214,6 +303,11 @@ def render_report(
             f"twins and duplicates ({left})."
         )
     shortcut_class = "warn" if shortcut["shortcut"] else "ok"
+    appearance = figures.get("appearance_shortcut")
+    appearance_line = ""
+    if appearance:
+        appearance_class = "warn" if appearance["shortcut"] else "ok"
+        appearance_line = f'<p class="{appearance_class}">{_e(appearance["summary"])}</p>'
 
     protocol_tables = "".join(
         f"<h3>{_e(name)}</h3>" + _nested_table(info["kept_by_split_class"], "split")
@@ -275,6 +369,7 @@ def render_report(
 splits.csv written for protocol <b>{_e(figures["protocol"])}</b></p>
 <ul>{"".join(f"<li>{_e(s)}</li>" for s in summary)}</ul>
 <p class="{shortcut_class}">{_e(shortcut["summary"])}</p>
+{appearance_line}
 
 <h2>Images</h2>
 {_nested_table(figures["images"]["by_split_class"], "source split")}
@@ -367,6 +462,9 @@ and class, for each protocol:</p>
         )
     }
 <pre>{_e(shortcut["tree"])}</pre>
+
+<h2>Appearance shortcut</h2>
+{_appearance_section(images, appearance)}
 
 <h2>Policy</h2>
 {_table(policy_rows, ["setting", "value"])}
