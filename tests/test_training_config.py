@@ -54,6 +54,11 @@ def test_from_a_yaml_like_dict() -> None:
         ({"learning_rate": 0}, "learning_rate"),
         ({"preprocessing": {"channels": 2}}, "channels"),
         ({"epochs": 3, "epoch": 4}, "epoch"),  # typos are caught, not ignored
+        ({"augmentation": {"invert_probability": 1.5}}, "invert_probability"),
+        ({"augmentation": {"histogram_match_probability": -0.1}}, "histogram_match"),
+        ({"augmentation": {"bias_field_order": 0}}, "bias_field_order"),
+        ({"augmentation": {"bias_field_coefficients": 0}}, "bias_field_coefficients"),
+        ({"augmentation": {"head_threshold": 255}}, "head_threshold"),
     ],
 )
 def test_bad_values_fail_with_a_message_naming_the_problem(values: dict, message: str) -> None:
@@ -65,3 +70,27 @@ def test_weights_path_must_exist(tmp_path: Path) -> None:
     path = tmp_path / "base.weights.h5"
     path.write_bytes(b"x")
     assert TrainingConfig(weights=path).weights == str(path)
+
+
+def test_appearance_augmentation_is_off_by_default_and_passes_through() -> None:
+    spec = TrainingConfig().augmentation.spec()
+    assert spec is not None and not spec.needs_head_mask
+    config = TrainingConfig.model_validate(
+        {
+            "augmentation": {
+                "intensity_curve_probability": 0.3,
+                "intensity_curve_head_only": True,
+                "invert_probability": 0.2,
+                "histogram_match_probability": 0.25,
+                "bias_field_probability": 0.5,
+                "bias_field_order": 2,
+                "bias_field_coefficients": 0.2,
+                "head_threshold": 15,
+            }
+        }
+    )
+    spec = config.augmentation.spec()
+    assert spec is not None and spec.needs_head_mask
+    assert (spec.invert_probability, spec.histogram_match_probability) == (0.2, 0.25)
+    assert (spec.bias_field_order, spec.bias_field_coefficients) == (2, 0.2)
+    assert spec.intensity_curve_head_only and spec.head_threshold == 15

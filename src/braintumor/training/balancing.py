@@ -11,6 +11,12 @@
   one of its k nearest same-class neighbours. Interpolated MRI slices are blends of two heads,
   not anatomy: prefer `class_weight`/`oversample`; `smote` is there to reproduce the research.
 - focal loss (gamma, alpha) replaces cross-entropy and combines with any of the above.
+- within groups (`balance(..., groups=...)`, with `class_weight`): given a group label per
+  image (e.g. its appearance group: MRI sequence / source look), weight so that the classes
+  are balanced inside every group (`group_class_weights`). Then the group says nothing about
+  the class in the weighted data, so a model gains nothing from the "sequence shortcut"
+  (a look that goes with one class). A group that holds one class only cannot be balanced
+  by weights: `describe_groups` lists such groups.
 """
 
 from __future__ import annotations
@@ -46,6 +52,75 @@ def class_weights(y: np.ndarray, num_classes: int) -> dict[int, float]:
     weights = np.zeros(num_classes, dtype=np.float64)
     weights[present] = len(y) / (present.sum() * counts[present])
     return {index: float(weight) for index, weight in enumerate(weights)}
+
+
+def group_class_weights(
+    y: np.ndarray, groups: np.ndarray, num_classes: int, max_weight: float = 10.0
+) -> np.ndarray:
+    """Per-image weights that balance the classes within each group.
+
+    In a group of n_g images with k_g classes present, an image of class c gets
+    n_g / (k_g * n_gc): every class present carries the same share of its group, and the
+    group keeps its total weight n_g. When every group holds every class, the classes are
+    balanced overall too (each totals sum_g n_g / k). Weights are capped at `max_weight`
+    (a class of 2 images in a group of 500 would otherwise weigh 60 times more, which
+    overfits those two) and rescaled to mean 1, the mean of `class_weights`.
+
+    Raises:
+        BalancingError: groups and labels of different lengths, or a cap below 1.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    groups = np.asarray(groups)
+    if groups.shape != y.shape:
+        raise BalancingError(
+            f"one group per image is needed: {len(groups)} group labels for {len(y)} images"
+        )
+    if max_weight < 1:
+        raise BalancingError(f"max_weight must be at least 1, not {max_weight}")
+    if len(y) == 0:
+        return np.zeros(0, np.float32)
+    _, group = np.unique(groups, return_inverse=True)
+    group = group.reshape(-1)
+    cells = np.zeros((group.max() + 1, num_classes), np.int64)
+    np.add.at(cells, (group, y), 1)
+    sizes = cells.sum(axis=1)
+    present = (cells > 0).sum(axis=1)
+    weights = sizes[group] / (present[group] * cells[group, y])
+    weights = np.minimum(weights, max_weight)
+    return (weights / weights.mean()).astype(np.float32)
+
+
+def describe_groups(
+    y: np.ndarray,
+    groups: np.ndarray,
+    class_names: tuple[str, ...] | list[str],
+    sample_weight: np.ndarray | None = None,
+    single_class_share: float = 0.95,
+) -> dict:
+    """Per group: image counts per class, and the largest class's share of the weight.
+
+    `nearly_single_class` lists the groups where one class carries more than
+    `single_class_share` of the (weighted) group: the shortcut a sampling or weighting
+    scheme must break, and cannot where a group holds one class only.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    groups = np.asarray(groups).astype(str)
+    weight = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
+    k = len(class_names)
+    table: dict[str, dict] = {}
+    flagged = []
+    for name in np.unique(groups):
+        members = groups == name
+        counts = np.bincount(y[members], minlength=k)
+        weighted = np.bincount(y[members], weights=weight[members], minlength=k)
+        share = float(weighted.max() / max(weighted.sum(), 1e-12))
+        table[str(name)] = {
+            "counts": {class_names[i]: int(counts[i]) for i in range(k)},
+            "largest_class_share": round(share, 4),
+        }
+        if share > single_class_share:
+            flagged.append(str(name))
+    return {"groups": table, "nearly_single_class": flagged}
 
 
 def target_counts(y: np.ndarray, num_classes: int, target_ratio: float) -> np.ndarray:
@@ -131,9 +206,24 @@ def balance(
     smote_neighbors: int = 5,
     smote_image_size: int = 32,
     seed: int = 0,
+    groups: np.ndarray | None = None,
+    group_max_weight: float = 10.0,
 ) -> Balanced:
-    """Apply one strategy of `STRATEGIES` to the training arrays."""
+    """Apply one strategy of `STRATEGIES` to the training arrays.
+
+    `groups` (one label per image, e.g. its appearance group) with `class_weight`: balance
+    the classes within each group instead (`group_class_weights`, capped at
+    `group_max_weight`); the strategy is then reported as `class_weight_within_groups`.
+    """
     y = np.asarray(y, dtype=np.int64)
+    if groups is not None:
+        if strategy != "class_weight":
+            raise BalancingError(
+                f"balancing within groups re-weights images: use it with strategy "
+                f"class_weight, not {strategy!r}"
+            )
+        weights = group_class_weights(y, groups, num_classes, group_max_weight)
+        return Balanced(x, y, weights, "class_weight_within_groups")
     if strategy == "none":
         return Balanced(x, y, None, strategy)
     if strategy == "class_weight":

@@ -83,7 +83,24 @@ class BalancingConfig(_Strict):
 
 
 class AugmentationConfig(_Strict):
-    """Training-only augmentation; see `braintumor.training.augment.AugmentSpec`."""
+    """Training-only augmentation; see `braintumor.training.augment.AugmentSpec`.
+
+    Appearance invariance against the sequence shortcut (issue 15), all off by default and
+    all acting inside the head only (the filled region of pixels above `head_threshold`), so
+    the black background stays black:
+
+    - `intensity_curve_head_only`: the random intensity curve (`intensity_curve_probability`,
+      possibly non-monotonic) acts inside the head only, and black tissue may turn bright.
+    - `invert_probability`: invert the head's contrast (T1-like to T2-like).
+    - `histogram_match_probability`: match the head histogram to that of another image of
+      the batch, of another class when the batch has one.
+    - `bias_field_probability`: multiply the head by a smooth field exp(polynomial of order
+      `bias_field_order`, coefficients uniform in [-bias_field_coefficients, +...]).
+
+    Per-image standardisation is model input normalisation, not augmentation:
+    `cnn.input_normalization: standardize` (the `custom_cnn`; pretrained backbones keep the
+    normalisation their weights expect).
+    """
 
     enabled: bool = True
     flip_horizontal: bool = True
@@ -101,6 +118,13 @@ class AugmentationConfig(_Strict):
     resolution_min_scale: float = Field(0.35, gt=0, le=1)
     intensity_curve_probability: float = Field(0.0, ge=0, le=1)
     intensity_curve_points: int = Field(5, ge=2, le=64)
+    intensity_curve_head_only: bool = False
+    head_threshold: float = Field(20.0, ge=0, lt=255)
+    invert_probability: float = Field(0.0, ge=0, le=1)
+    histogram_match_probability: float = Field(0.0, ge=0, le=1)
+    bias_field_probability: float = Field(0.0, ge=0, le=1)
+    bias_field_order: int = Field(3, ge=1, le=6)
+    bias_field_coefficients: float = Field(0.3, gt=0, le=2)
 
     def spec(self) -> AugmentSpec | None:
         if not self.enabled:

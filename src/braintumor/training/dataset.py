@@ -32,11 +32,16 @@ class DatasetError(ValueError):
 
 @dataclass
 class ArraySplit:
-    """One split in memory: images (n, size, size, channels) uint8 and integer labels."""
+    """One split in memory: images (n, size, size, channels) uint8 and integer labels.
+
+    `groups`: optional per-image group labels (e.g. appearance groups) read from a column of
+    the splits table, for `balancing.group_class_weights`; None when not loaded.
+    """
 
     x: np.ndarray
     y: np.ndarray
     paths: list[str]
+    groups: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -131,12 +136,22 @@ def load_split_arrays(
     class_names: Sequence[str] = CLASS_NAMES,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    group_column: str | None = None,
 ) -> SplitArrays:
     """Load the kept train/val/test rows of a splits table (paths relative to `data_root`).
 
+    `group_column`: a column of the table whose values (as strings) become each split's
+    `groups` (e.g. the appearance group of every image); None loads no groups.
+
     Raises:
-        DatasetError: no training or validation rows, unknown labels, missing/bad files.
+        DatasetError: no training or validation rows, unknown labels, missing/bad files, a
+            missing group column or empty group values.
     """
+    if group_column is not None and group_column not in splits.columns:
+        raise DatasetError(
+            f"the splits table has no group column {group_column!r} "
+            f"(its columns: {sorted(map(str, splits.columns))})"
+        )
     loaded: dict[str, ArraySplit] = {}
     for name in (TRAIN, VAL, TEST):
         rows = select_split(splits, name)
@@ -147,8 +162,16 @@ def load_split_arrays(
             )
         paths = rows["path"].astype(str).tolist()
         y = label_indices(rows["label"].tolist(), class_names)
+        groups = None
+        if group_column is not None:
+            if rows[group_column].isna().any():
+                raise DatasetError(
+                    f"{int(rows[group_column].isna().sum())} {name} row(s) have no value in "
+                    f"the group column {group_column!r}"
+                )
+            groups = rows[group_column].astype(str).to_numpy()
         x = load_images(paths, data_root, spec, workers=workers, progress=progress)
-        loaded[name] = ArraySplit(x, y, paths)
+        loaded[name] = ArraySplit(x, y, paths, groups)
     return SplitArrays(loaded[TRAIN], loaded[VAL], loaded[TEST], tuple(class_names), spec)
 
 
@@ -199,7 +222,8 @@ def make_dataset(
 
         def augmented(batch, index):
             pair = tf.stack([tf.constant(seed, tf.int64), index])
-            images = augment_batch(tf.cast(batch[0], tf.float32), pair, augment)
+            # The one-hot labels let histogram matching pick a partner of another class.
+            images = augment_batch(tf.cast(batch[0], tf.float32), pair, augment, labels=batch[1])
             return (images, *batch[1:])
 
         ds = ds.map(augmented, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

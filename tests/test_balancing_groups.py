@@ -1,0 +1,115 @@
+"""Balancing within appearance groups: the group says nothing about the class once weighted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from braintumor.preprocessing import PreprocessSpec
+from braintumor.training.balancing import (
+    BalancingError,
+    balance,
+    class_weights,
+    describe_groups,
+    group_class_weights,
+)
+from braintumor.training.dataset import DatasetError, load_split_arrays
+from tests.training_helpers import sample_splits
+
+NAMES = ("glioma", "meningioma", "notumor", "pituitary")
+
+
+def shortcut_split() -> tuple[np.ndarray, np.ndarray]:
+    """Like the Kaggle data: T1 contrast is mostly tumours, T2 mostly "no tumour"."""
+    t1 = np.repeat([0, 1, 2, 3], [300, 300, 20, 300])
+    t2 = np.repeat([0, 1, 2, 3], [15, 15, 250, 10])
+    y = np.concatenate([t1, t2])
+    groups = np.array(["t1c"] * len(t1) + ["t2"] * len(t2))
+    return y, groups
+
+
+def weighted_shares(y, groups, weights, group) -> np.ndarray:
+    members = groups == group
+    totals = np.bincount(y[members], weights=weights[members], minlength=4)
+    return totals / totals.sum()
+
+
+def test_classes_are_balanced_within_every_group() -> None:
+    y, groups = shortcut_split()
+    weights = group_class_weights(y, groups, 4, max_weight=1000)
+    for group in ("t1c", "t2"):
+        np.testing.assert_allclose(weighted_shares(y, groups, weights, group), 0.25, rtol=1e-5)
+    assert weights.mean() == pytest.approx(1.0)
+    # Every group keeps its share of the total weight; with every class in every group the
+    # classes come out balanced overall too.
+    assert weights[groups == "t2"].sum() / weights.sum() == pytest.approx(290 / len(y), rel=1e-5)
+    totals = np.bincount(y, weights=weights, minlength=4)
+    np.testing.assert_allclose(totals / totals.sum(), 0.25, rtol=1e-5)
+    # Plain class weights balance the classes but keep the shortcut inside the groups.
+    plain = np.array([class_weights(y, 4)[c] for c in y])
+    assert weighted_shares(y, groups, plain, "t2")[2] > 0.6
+
+
+def test_weights_are_capped_and_one_group_is_class_weight() -> None:
+    y, groups = shortcut_split()
+    capped = group_class_weights(y, groups, 4, max_weight=5.0)
+    raw = group_class_weights(y, groups, 4, max_weight=1000)
+    assert capped.max() / capped.min() < raw.max() / raw.min()
+    sizes = {"t1c": 920, "t2": 290}
+    cells = {(g, c): ((groups == g) & (y == c)).sum() for g in sizes for c in range(4)}
+    expected = np.array(
+        [min(sizes[g] / (4 * cells[g, c]), 5.0) for g, c in zip(groups, y, strict=True)]
+    )
+    np.testing.assert_allclose(capped, expected / expected.mean(), rtol=1e-5)
+    # A single group is scikit-learn's "balanced" class weighting.
+    one = group_class_weights(y, np.zeros_like(y), 4, max_weight=1000)
+    weights = class_weights(y, 4)
+    np.testing.assert_allclose(one, [weights[c] for c in y], rtol=1e-5)
+
+
+def test_describe_groups_flags_nearly_single_class_groups() -> None:
+    y = np.array([0] * 50 + [2] * 1 + [0] * 20 + [2] * 20)
+    groups = np.array(["a"] * 51 + ["b"] * 40)
+    plan = describe_groups(y, groups, NAMES)
+    assert plan["nearly_single_class"] == ["a"]
+    assert plan["groups"]["a"]["counts"]["glioma"] == 50
+    weights = group_class_weights(y, groups, 4, max_weight=1000)
+    assert describe_groups(y, groups, NAMES, weights)["nearly_single_class"] == []
+    # A group of one class only cannot be balanced by weights, and says so.
+    alone = np.array(["a"] * 50 + ["b"] * 41)
+    flagged = describe_groups(y, alone, NAMES, group_class_weights(y, alone, 4))
+    assert flagged["nearly_single_class"] == ["a"]
+
+
+def test_balance_with_groups_and_its_errors() -> None:
+    y, groups = shortcut_split()
+    x = np.zeros((len(y), 4, 4, 1), np.uint8)
+    result = balance(x, y, 4, "class_weight", groups=groups, group_max_weight=8.0)
+    assert result.strategy == "class_weight_within_groups"
+    np.testing.assert_allclose(result.sample_weight, group_class_weights(y, groups, 4, 8.0))
+    assert result.x is x and result.y.tolist() == y.tolist()  # images and labels unchanged
+    with pytest.raises(BalancingError, match="strategy class_weight"):
+        balance(x, y, 4, "oversample", groups=groups)
+    with pytest.raises(BalancingError, match="one group per image"):
+        group_class_weights(y, groups[:-1], 4)
+    with pytest.raises(BalancingError, match="max_weight"):
+        group_class_weights(y, groups, 4, max_weight=0.5)
+    # Without groups nothing changes.
+    assert balance(x, y, 4, "class_weight").strategy == "class_weight"
+
+
+def test_split_arrays_can_carry_a_group_column(sample_dir: Path) -> None:
+    splits = sample_splits(sample_dir)
+    splits["appearance_group"] = np.where(splits.index % 2 == 0, "t1c", "t2")
+    spec = PreprocessSpec(image_size=16)
+    data = load_split_arrays(splits, sample_dir, spec, group_column="appearance_group")
+    assert data.train.groups is not None and len(data.train.groups) == len(data.train)
+    assert set(data.train.groups) <= {"t1c", "t2"}
+    assert load_split_arrays(splits, sample_dir, spec).train.groups is None
+    with pytest.raises(DatasetError, match="no group column 'look'"):
+        load_split_arrays(splits, sample_dir, spec, group_column="look")
+    splits.loc[splits[splits.status == "kept"].index[0], "appearance_group"] = None
+    with pytest.raises(DatasetError, match="no value in the group column"):
+        load_split_arrays(splits, sample_dir, spec, group_column="appearance_group")
