@@ -2,14 +2,14 @@
 
 Endpoints: POST /predict, /predict_batch (adaptive batching), /explain (Grad-CAM); GET /
 (web page), /metadata, /healthz, /readyz, /metrics (Prometheus). All logic lives in
-`braintumor.serving`; this file wires it into BentoML. Configuration: environment variables
-documented in `braintumor/serving/config.py` (BRAINTUMOR_MODEL_TAG picks the model).
+`braintumor.serving` and `braintumor.guard`; this file wires it into BentoML. It runs the
+model's ONNX serving graph and imports neither TensorFlow nor Keras. Configuration:
+environment variables documented in `braintumor/serving/config.py` (BRAINTUMOR_MODEL_TAG picks
+the model).
 """
 
-import contextlib
 import logging
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +21,18 @@ if (_SRC / "braintumor").is_dir() and str(_SRC) not in sys.path:
 
 import bentoml  # noqa: E402
 import numpy as np  # noqa: E402
-
-# BentoML's adaptive batching looks up pandas' DataFrame class in sys.modules. If the Grad-CAM
-# warm-up thread (importing Keras, which imports pandas when present) is half-way through
-# importing pandas at that moment, a batch request fails with a 500. Finish that import first.
-with contextlib.suppress(ImportError):
-    import pandas  # noqa: F401
 from pydantic import ValidationError  # noqa: E402
 from pydantic_core import PydanticCustomError  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
 from braintumor.constants import BENTO_SERVICE_NAME  # noqa: E402
+from braintumor.guard.input_checks import failed_checks  # noqa: E402
+from braintumor.monitoring.features import answer_columns  # noqa: E402
 from braintumor.monitoring.prediction_log import PredictionLogger  # noqa: E402
 from braintumor.preprocessing import preprocess  # noqa: E402
 from braintumor.serving.config import ServingConfig  # noqa: E402
+from braintumor.serving.explain import b64, encode_png, overlay  # noqa: E402
+from braintumor.serving.guard import Guard  # noqa: E402
 from braintumor.serving.metadata import ModelCard  # noqa: E402
 from braintumor.serving.predictor import ModelLoadError, Predictor  # noqa: E402
 from braintumor.serving.schemas import (  # noqa: E402
@@ -44,8 +42,13 @@ from braintumor.serving.schemas import (  # noqa: E402
     Prediction,
     make_prediction,
 )
-from braintumor.serving.telemetry import count_prediction, count_rejection  # noqa: E402
+from braintumor.serving.telemetry import (  # noqa: E402
+    count_prediction,
+    count_rejection,
+    count_review_reasons,
+)
 from braintumor.serving.uploads import (  # noqa: E402
+    NOT_BRAIN_MRI,
     BodySizeLimitMiddleware,
     UploadRejected,
     read_request_images,
@@ -123,20 +126,11 @@ class BrainTumorClassifier:
         self.predictor = Predictor(
             stored.path, self.card, backend=CONFIG.backend, threads=CONFIG.onnx_threads
         )
+        self.guard = Guard.load(stored.path, self.card.guard)
         # Drift monitoring reads these daily logs (on when BRAINTUMOR_PREDICTION_LOG_DIR is set).
         self.prediction_log = PredictionLogger.from_env(
             model_version=self.card.model_version, class_names=self.card.class_names
         )
-        if CONFIG.preload_explainer:  # /explain needs TensorFlow: load it off the request path
-            threading.Thread(target=self._warm_up_explainer, daemon=True).start()
-
-    def _warm_up_explainer(self) -> None:
-        from braintumor.serving.explain import warm_up
-
-        try:
-            warm_up(self.predictor)
-        except Exception:  # /explain will report the problem itself; predictions go on
-            logger.exception("Grad-CAM warm-up failed")
 
     def __is_ready__(self) -> bool:
         return self.predictor is not None
@@ -153,30 +147,53 @@ class BrainTumorClassifier:
                 "max_upload_bytes": CONFIG.limits.max_bytes,
                 "max_pixels": CONFIG.limits.max_pixels,
                 "max_batch_size": CONFIG.max_batch_size,
+                "reject_not_mri": CONFIG.reject_not_mri,
             },
         }
 
-    def _read(self, image: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(decoded gray slice, model input) of one upload; raises UploadRejected."""
-        gray = read_upload(image, CONFIG.limits).pixels
-        return gray, preprocess(gray, self.spec)
+    def _read(self, image: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(decoded gray slice, model input, failed input checks) of one upload; raises
+        UploadRejected (also for a failed check when hard reject is on)."""
+        decoded = read_upload(image, CONFIG.limits)
+        failed = failed_checks(decoded.pixels, decoded.colourfulness)
+        if failed and CONFIG.reject_not_mri:
+            raise UploadRejected(
+                NOT_BRAIN_MRI,
+                f"this does not look like a brain MRI slice (failed checks: {', '.join(failed)})",
+            )
+        return decoded.pixels, preprocess(decoded.pixels, self.spec), failed
 
-    def _answer(self, gray: np.ndarray, probs: np.ndarray) -> Prediction:
-        prediction = make_prediction(
-            probs, self.card.class_names, self.threshold, self.card.model_version, self.model_tag
-        )
-        count_prediction(prediction.label, prediction.needs_review)
-        self.prediction_log.log(gray, probs)
-        return prediction
+    def _answers(
+        self, grays: list[np.ndarray], tensors: list[np.ndarray], failed: list[list[str]]
+    ) -> list[Prediction]:
+        """Run the model and the guard on a batch of read uploads, count and log them."""
+        outputs = self.predictor.infer(np.stack(tensors))
+        assessments = self.guard.assess(outputs, failed, self.card.class_names, self.threshold)
+        answers = []
+        for gray, probs, assessment in zip(grays, outputs.probabilities, assessments, strict=True):
+            prediction = make_prediction(
+                probs,
+                self.card.class_names,
+                self.threshold,
+                self.card.model_version,
+                self.model_tag,
+                assessment,
+            )
+            count_prediction(prediction.label, prediction.needs_review)
+            count_review_reasons(prediction.review_reasons)
+            self.prediction_log.log(gray, probs, answer_columns=answer_columns(prediction))
+            answers.append(prediction)
+        return answers
 
     @bentoml.api(route="/predict", input_spec=ImageInput)
     def predict(self, image: Any = None) -> Prediction:
-        """One image (JPEG, PNG, TIFF, BMP or DICOM) -> label, probabilities, review flag."""
+        """One image (JPEG, PNG, TIFF, BMP or DICOM) -> label, probabilities, prediction
+        set, review flag and its reasons."""
         try:
-            gray, tensor = self._read(image)
+            gray, tensor, failed = self._read(image)
         except UploadRejected as exc:
             return _rejection(exc)
-        return self._answer(gray, self.predictor.predict(tensor[None])[0])
+        return self._answers([gray], [tensor], [failed])[0]
 
     @bentoml.api(
         route="/predict_batch",
@@ -189,46 +206,45 @@ class BrainTumorClassifier:
         """Several images in one request (repeat the `images` field); concurrent requests are
         batched together. A refused image gets its own error and does not fail the others."""
         items: list[BatchItem | None] = [None] * len(images)
-        grays, tensors, positions = [], [], []
+        grays, tensors, failures, positions = [], [], [], []
         for position, image in enumerate(images):
             try:
-                gray, tensor = self._read(image)
+                gray, tensor, failed = self._read(image)
             except UploadRejected as exc:
                 count_rejection(exc.reason)
                 items[position] = BatchItem(ok=False, error=ErrorBody(**exc.to_body()))
                 continue
             grays.append(gray)
             tensors.append(tensor)
+            failures.append(failed)
             positions.append(position)
         if tensors:
-            probs = self.predictor.predict(np.stack(tensors))
-            for position, gray, row in zip(positions, grays, probs, strict=True):
-                items[position] = BatchItem(ok=True, prediction=self._answer(gray, row))
+            answers = self._answers(grays, tensors, failures)
+            for position, answer in zip(positions, answers, strict=True):
+                items[position] = BatchItem(ok=True, prediction=answer)
         return items
 
     @bentoml.api(route="/explain", input_spec=ImageInput)
     def explain(self, image: Any = None) -> Explanation:
-        """One image -> the prediction plus a Grad-CAM overlay of the predicted class (PNG)."""
-        from braintumor.evaluation.gradcam import GradCamError
-        from braintumor.serving.explain import b64, explain_tensor
-
+        """One image -> the prediction plus a Grad-CAM overlay of the predicted class (PNG),
+        computed from the ONNX serving graph."""
         try:
-            gray, tensor = self._read(image)
+            gray, tensor, failed = self._read(image)
         except UploadRejected as exc:
             return _rejection(exc)
-        prediction = self._answer(gray, self.predictor.predict(tensor[None])[0])
+        prediction = self._answers([gray], [tensor], [failed])[0]
         index = self.card.class_names.index(prediction.label)
         try:
-            explained = explain_tensor(self.predictor.keras_model, tensor, class_index=index)
-        except (ModelLoadError, GradCamError) as exc:  # the model, not the upload, is at fault
+            heatmap = self.predictor.explain(tensor, class_index=index)
+        except ModelLoadError as exc:  # the model, not the upload, is at fault
             logger.error("Grad-CAM unavailable: %s", exc)
             body = {"error": "explanation_unavailable", "detail": " ".join(str(exc).split())}
             return JSONResponse(body, status_code=503)
         return Explanation(
             **prediction.model_dump(),
             explained_class=prediction.label,
-            overlay_png=b64(explained.overlay_png),
-            input_png=b64(explained.input_png),
+            overlay_png=b64(encode_png(overlay(tensor, heatmap))),
+            input_png=b64(encode_png(tensor[..., 0])),
         )
 
 

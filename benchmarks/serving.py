@@ -110,8 +110,8 @@ def prepare_model(args) -> tuple[object, object, dict]:
     """(keras model, PreprocessSpec, info) for the model to serve."""
     import keras
 
+    from braintumor.models.saving import load_keras_model
     from braintumor.preprocessing import PreprocessSpec
-    from braintumor.serving.predictor import load_keras_model
 
     if args.model:
         model = load_keras_model(args.model)

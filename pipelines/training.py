@@ -3,8 +3,13 @@
     load data -> audit (duplicates, leakage, shortcuts) -> leakage-free split -> balance plan
       (+ reference image features of the training split, for drift monitoring)
       -> train_<backbone> -> evaluate_<backbone>   (one pair per configured backbone)
-      -> select best (validation) -> evaluate winner (test, calibrated)
+      -> select best (validation) -> evaluate winner (test; temperature fitted on validation)
+      -> fit guard (OOD detector on train; its threshold and conformal sets on validation)
       -> gate (vs production, same test images) -> promote -> package -> report
+
+What is served: the winner (`best_model`) as one ONNX graph with the temperature inside
+(probabilities, logits, embedding, Grad-CAM maps), its guard (`guard`, `ood_detector`), and
+`answer_reference` (validation images and the model's answers) as the drift reference.
 
 Run it with `braintumor train --config configs/<profile>.yaml`. `run` is the `parameters.run`
 block of that config (see `braintumor.run_config.RunConfig`); `integrity` and `clahe` come
@@ -25,6 +30,7 @@ from steps.audit_data import audit_data
 from steps.compute_reference_features import compute_reference_features
 from steps.evaluate_backbone import evaluate_backbone
 from steps.evaluate_winner import evaluate_winner
+from steps.fit_guard import fit_guard
 from steps.gate import gate
 from steps.load_data import load_data
 from steps.package import package
@@ -105,6 +111,15 @@ def training_pipeline(
     best_model, test_metrics, test_predictions = evaluate_winner(
         winner=winner, images=images, splits=splits, run=run, clahe=clahe
     )
+    guard, ood_detector, _ = fit_guard(
+        best_model=best_model,
+        images=images,
+        splits=splits,
+        test_metrics=test_metrics,
+        winner=winner,
+        run=run,
+        clahe=clahe,
+    )
     decision = gate(
         test_metrics=test_metrics,
         test_predictions=test_predictions,
@@ -115,7 +130,15 @@ def training_pipeline(
         data_hash=data_hash,
     )
     stage = promote(promotion_decision=decision)
-    package(best_model=best_model, stage=stage, images=images, splits=splits, run=run)
+    package(
+        best_model=best_model,
+        guard=guard,
+        ood_detector=ood_detector,
+        stage=stage,
+        images=images,
+        splits=splits,
+        run=run,
+    )
     report(
         leaderboard=leaderboard,
         winner=winner,

@@ -3,6 +3,8 @@
 - `KerasModelMaterializer` stores a Keras 3 model as one `model.keras` file (the native,
   pickle-free format) so models pass between steps without cloudpickle. ZenML's own
   TensorFlow integration targets Keras 2 and must not be installed (see docs/pitfalls.md).
+- `OodDetectorMaterializer` stores a fitted OOD detector as the `.npz` file the model store
+  gets (`OodDetector.to_npz`).
 - `ImageFolderMaterializer` stores a folder of images with its manifest. On a remote stack
   (Kubeflow, Kubernetes) each step's pod gets its own copy from the artifact store, so no
   step assumes a local path; loading extracts into a cache keyed by the artifact, so steps on
@@ -28,6 +30,7 @@ from zenml.materializers.base_materializer import BaseMaterializer
 # Registers the project's custom layers before any model is deserialised.
 import braintumor.models.layers  # noqa: F401
 from braintumor.constants import MANIFEST_FILE
+from braintumor.guard.ood import OodDetector
 
 MODEL_FILE = "model.keras"
 
@@ -60,6 +63,25 @@ class KerasModelMaterializer(BaseMaterializer):
             "input_shape": str(tuple(data.input_shape[1:])),
             "model_name": data.name,
         }
+
+
+class OodDetectorMaterializer(BaseMaterializer):
+    """Read and write `OodDetector` as `<uri>/ood.npz`."""
+
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (OodDetector,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.MODEL
+    FILE: ClassVar[str] = "ood.npz"
+
+    def save(self, data: OodDetector) -> None:
+        with self.get_temporary_directory(delete_at_exit=True) as temp_dir:
+            local = data.to_npz(os.path.join(temp_dir, self.FILE))
+            fileio.copy(str(local), os.path.join(self.uri, self.FILE), overwrite=True)
+
+    def load(self, data_type: type[Any]) -> OodDetector:
+        with self.get_temporary_directory(delete_at_exit=True) as temp_dir:
+            local = os.path.join(temp_dir, self.FILE)
+            fileio.copy(os.path.join(self.uri, self.FILE), local, overwrite=True)
+            return OodDetector.from_npz(local)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from zenml import get_step_context, log_metadata, step
 from zenml.logger import get_logger
 
 from braintumor.constants import VAL
+from braintumor.guard.ood import OodDetector
+from braintumor.guard.review import GuardCard
 from braintumor.run_config import RunConfig
 from braintumor.serving.store import package_model
 from braintumor.training.dataset import label_indices, load_images, select_split
@@ -24,12 +26,15 @@ STAGE_ORDER = ("none", "staging", "production")
 @step(enable_cache=False)
 def package(
     best_model: keras.Model,
+    guard: dict,
+    ood_detector: OodDetector,
     stage: str,
     images: ImageFolder,
     splits: pd.DataFrame,
     run: dict[str, Any],
 ) -> Annotated[dict, "packaged"]:
-    """Packages a model that reached at least the configured stage in this run."""
+    """Packages a model that reached at least the configured stage in this run, with its
+    guard; the card's temperature is the one evaluate_winner fitted (and the guard used)."""
     settings = RunConfig(**run).package
     if not settings.enabled:
         reason = "packaging is disabled in the run config"
@@ -49,10 +54,10 @@ def package(
     model_tag, bento_tag = package_model(
         best_model,
         card,
-        onnx=settings.export_onnx,
         parity_inputs=parity,
         parity_labels=labels,
         build=settings.build_bento,
+        guard=(GuardCard.model_validate(guard), ood_detector),
     )
     log_metadata(
         metadata={"bentoml_model": model_tag, "bento": bento_tag or "not built"}, infer_model=True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zenml.models import ArtifactVersionResponse, ModelVersionResponse
 
-from braintumor.constants import ARTIFACT_REFERENCE_FEATURES
+from braintumor.constants import ARTIFACT_ANSWER_REFERENCE, ARTIFACT_REFERENCE_FEATURES
 from steps.registry import model_version_in_stage
 
 
@@ -18,14 +18,18 @@ def production_model_version(model_name: str) -> ModelVersionResponse | None:
 
 
 def production_reference(model_name: str) -> tuple[ArtifactVersionResponse, str]:
-    """The `reference_features` artifact of the production version, and that version's name."""
+    """The drift reference of the production version, and that version's name: its
+    `answer_reference` (validation images with the model's confidence and OOD scores) when
+    its run recorded one, else its `reference_features` (training images only)."""
     version = production_model_version(model_name)
     if version is None:
         raise NoReferenceError(
             f"no reference data: model {model_name!r} has no production version; pass a "
             "reference folder, log or feature table"
         )
-    artifact = version.get_artifact(ARTIFACT_REFERENCE_FEATURES)
+    artifact = version.get_artifact(ARTIFACT_ANSWER_REFERENCE) or version.get_artifact(
+        ARTIFACT_REFERENCE_FEATURES
+    )
     if artifact is None:
         raise NoReferenceError(
             f"{model_name} version {version.name} (production) has no "

@@ -60,10 +60,15 @@ ARTIFACT_BEST_MODEL = "best_model"
 ARTIFACT_TEST_METRICS = "test_metrics"
 ARTIFACT_DECISION = "promotion_decision"
 ARTIFACT_REPORT = "run_report"
+ARTIFACT_GUARD = "guard"  # the guard's card entry (thresholds, validation rates)
+ARTIFACT_OOD_DETECTOR = "ood_detector"
 
 # Drift monitoring: the training pipeline links `reference_features` (image features of the
 # training split) to each model version; the monitoring pipeline's outputs.
 ARTIFACT_REFERENCE_FEATURES = "reference_features"
+# The validation split's image features with the model's answers on them (confidence, OOD
+# score, OOD flag): the drift reference when a model version has it.
+ARTIFACT_ANSWER_REFERENCE = "answer_reference"
 ARTIFACT_DRIFT_REFERENCE = "drift_reference"
 ARTIFACT_DRIFT_CURRENT = "drift_current"
 ARTIFACT_DRIFT_REPORT = "drift_report"

@@ -45,14 +45,27 @@ class DecodedImage:
     height: int
     mode: str  # the file's own mode: "RGB", "L", "I;16", "DICOM/MONOCHROME2", ...
     format: str  # "JPEG", "PNG", "DICOM", ...
+    # Hasler-Süsstrunk colourfulness of a colour file (0 for grey content), when asked for
+    # (`decode_image(measure_colour=True)`); None for grey files or when not measured.
+    colourfulness: float | None = None
 
 
 def is_dicom(data: bytes) -> bool:
     return len(data) >= 132 and data[128:132] == b"DICM"
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    """Decode `data` fully (so truncation is caught) into a grayscale uint8 image."""
+COLOUR_MODES = ("RGB", "RGBA", "YCbCr", "CMYK", "P", "LAB", "HSV", "PA")
+# Colourfulness is measured on a copy this many pixels wide at most (cheap, and enough).
+_COLOUR_SIDE = 128
+
+
+def decode_image(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, measure_colour: bool = False
+) -> DecodedImage:
+    """Decode `data` fully (so truncation is caught) into a grayscale uint8 image.
+
+    `measure_colour` also measures how colourful a colour file is (serving's input checks:
+    a colour photograph is no MRI slice), from a small copy decoded separately."""
     if not data:
         raise ImageDecodeError(EMPTY, "the file has zero bytes")
     if is_dicom(data):
@@ -71,6 +84,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
             TOO_LARGE, f"{width}x{height} = {width * height:,} pixels exceeds {max_pixels:,}"
         )
     mode, fmt = image.mode, image.format or "unknown"
+    colour = _colourfulness(data) if measure_colour and mode in COLOUR_MODES else None
     if fmt == "JPEG" and mode in ("RGB", "YCbCr"):
         # Let libjpeg output the luma plane directly: the same gray values as decoding RGB
         # and converting (checked on the dataset), at about half the cost.
@@ -88,7 +102,20 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
         raise ImageDecodeError(UNDECODABLE, f"cannot decode the image data ({exc})") from None
     with contextlib.suppress(Exception):  # a broken EXIF block must not reject a readable image
         image = ImageOps.exif_transpose(image)
-    return DecodedImage(to_grayscale_uint8(image), width, height, mode, fmt)
+    return DecodedImage(to_grayscale_uint8(image), width, height, mode, fmt, colour)
+
+
+def _colourfulness(data: bytes) -> float | None:
+    from braintumor.guard.input_checks import colourfulness
+
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.draft("RGB", (_COLOUR_SIDE, _COLOUR_SIDE))  # JPEG: decoded at 1/2..1/8 scale
+        image = image.convert("RGB")
+        image.thumbnail((_COLOUR_SIDE, _COLOUR_SIDE))
+        return colourfulness(np.asarray(image))
+    except Exception:  # the main decode reports what is wrong with the file
+        return None
 
 
 def to_grayscale_uint8(image: Image.Image | np.ndarray) -> np.ndarray:

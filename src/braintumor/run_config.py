@@ -28,7 +28,6 @@ class PackageConfig(_Strict):
     # Package when the model reaches at least this stage in this run (staging or production).
     stage: Literal["staging", "production"] = "staging"
     build_bento: bool = True
-    export_onnx: bool = True
 
 
 class ResourceConfig(_Strict):
@@ -37,6 +36,32 @@ class ResourceConfig(_Strict):
     gpu_count: int = Field(0, ge=0)
     cpu_count: float | None = Field(None, gt=0)
     memory: str | None = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")  # "16Gi"
+
+
+class GuardConfig(_Strict):
+    """Knowing when the model has no evidence (`braintumor.guard`), fitted after the winner's
+    evaluation: the OOD detector on the training split, thresholds and conformal sets on the
+    validation split."""
+
+    detector: Literal["mahalanobis", "knn"] = "mahalanobis"
+    knn_k: int = Field(10, ge=1)
+    # Share of in-distribution (validation) images the OOD threshold may flag.
+    false_review_rate: float = Field(0.05, gt=0, lt=1)
+    # Conformal sets miss the true class of at most this share of each class's images.
+    conformal_error_rate: float = Field(0.05, gt=0, lt=1)
+    # needs_review when the top calibrated probability is below this (the service's default;
+    # BRAINTUMOR_REVIEW_THRESHOLD overrides it).
+    review_threshold: float = Field(0.6, gt=0, le=1)
+
+    def settings(self):
+        from braintumor.guard.fit import GuardSettings
+
+        return GuardSettings(
+            detector=self.detector,
+            knn_k=self.knn_k,
+            false_review_rate=self.false_review_rate,
+            conformal_error_rate=self.conformal_error_rate,
+        )
 
 
 class ReportConfig(_Strict):
@@ -51,6 +76,7 @@ class RunConfig(_Strict):
     gate: PromotionPolicy = PromotionPolicy()
     package: PackageConfig = PackageConfig()
     resources: ResourceConfig = ResourceConfig()
+    guard: GuardConfig = GuardConfig()
     report: ReportConfig = ReportConfig()
 
     @field_validator("backbones")

@@ -82,8 +82,44 @@ def tiny_onnx(tiny_model, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def packaged(bentoml_home, tiny_model, tiny_card, tiny_onnx) -> Packaged:
-    """The tiny model in the model store with its ONNX export (what the service serves)."""
+def service_guard(tiny_guard, tiny_model, sample_arrays):
+    """The tiny model's guard with thresholds set from the shipped sample: its OOD threshold
+    1.25 times the highest sample score, and conformal thresholds that keep each sample's top
+    class in its set (the fitted ones come from 9 calibration images: every class is always
+    in every set; 1e-4 of slack for ONNX vs Keras float differences). Tests then check the
+    out-of-distribution reason fires on an input made
+    for it and on no sample image."""
+    from braintumor.models.export import serving_outputs
+
+    card, detector = tiny_guard
+    x, _, _ = sample_arrays
+    out = serving_outputs(tiny_model, x)
+    probs, top = out["probabilities"], out["probabilities"].argmax(axis=1)
+    thresholds = tuple(
+        float((1.0 - probs[top == c, c]).max()) + 1e-4 if (top == c).any() else 0.5
+        for c in range(4)
+    )
+    ood = 1.25 * float(detector.score(out["embedding"]).max())
+    card = card.model_copy(update={"conformal_thresholds": thresholds, "ood_threshold": ood})
+    return card, detector
+
+
+@pytest.fixture(scope="session")
+def packaged(bentoml_home, tiny_model, tiny_card, tiny_onnx, service_guard) -> Packaged:
+    """The tiny model in the model store with its serving graph and guard (what the service
+    serves)."""
+    import bentoml
+
+    from braintumor.serving.store import save_to_bentoml
+
+    card = tiny_card.model_copy(update={"guard": service_guard[0]})
+    tag = save_to_bentoml(tiny_model, card, onnx_path=tiny_onnx, detector=service_guard[1])
+    return Packaged(tag, Path(bentoml.models.get(tag).path), tiny_model, card)
+
+
+@pytest.fixture(scope="session")
+def packaged_unguarded(bentoml_home, tiny_model, tiny_card, tiny_onnx) -> Packaged:
+    """The same model packaged without a guard (as `save_to_bentoml` allows)."""
     import bentoml
 
     from braintumor.serving.store import save_to_bentoml
@@ -93,16 +129,26 @@ def packaged(bentoml_home, tiny_model, tiny_card, tiny_onnx) -> Packaged:
 
 
 @pytest.fixture(scope="session")
-def packaged_keras_only(bentoml_home, tiny_model, tiny_card, tmp_path_factory) -> Packaged:
-    """The same model without ONNX, saved from a .keras file (the Keras backend path)."""
-    import bentoml
+def tiny_guard(tiny_model, sample_arrays):
+    """The tiny model's guard, fitted as the pipeline does: the detector on the sample's
+    Training images, thresholds and conformal sets on its Testing images."""
+    from braintumor.constants import CLASS_NAMES
+    from braintumor.guard.fit import fit_guard, input_check_failures
+    from braintumor.models.export import serving_outputs
 
-    from braintumor.serving.store import save_to_bentoml
-
-    path = tmp_path_factory.mktemp("keras") / "model.keras"
-    tiny_model.save(path)
-    tag = save_to_bentoml(path, tiny_card)
-    return Packaged(tag, Path(bentoml.models.get(tag).path), tiny_model, tiny_card)
+    x, y, paths = sample_arrays
+    train = np.array(["Training" in str(path) for path in paths])
+    out = serving_outputs(tiny_model, x)
+    return fit_guard(
+        out["embedding"][train],
+        y[train],
+        out["embedding"][~train],
+        out["probabilities"][~train],
+        y[~train],
+        input_check_failures([p for p, t in zip(paths, train, strict=True) if not t]),
+        CLASS_NAMES,
+        review_threshold=0.6,
+    )
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -52,11 +52,11 @@ def build_tiny_model(n_classes: int = 4):
     )
 
 
-def export_onnx(model, path: Path) -> Path:
-    """ONNX export with the training code's exporter."""
-    from braintumor.models.export import to_onnx
+def export_onnx(model, path: Path, temperature: float = 1.0) -> Path:
+    """The ONNX serving graph, with the training code's exporter."""
+    from braintumor.models.export import to_serving_onnx
 
-    return to_onnx(model, path)
+    return to_serving_onnx(model, path, temperature=temperature)
 
 
 def load_service(env: dict[str, str]):

@@ -4,6 +4,7 @@ offline model's predictions. This is the smoke test a promotion must pass."""
 
 from __future__ import annotations
 
+import io
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,9 +12,9 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from braintumor.preprocessing import load_and_preprocess
-from braintumor.serving.predictor import Predictor
 from tests.serving.helpers import tiny_spec
 
 pytestmark = pytest.mark.slow
@@ -45,7 +46,11 @@ def test_bento_pins_the_model_and_holds_the_service_and_page(bento_dir, built_be
         "src/braintumor/serving/static/index.html",
         "src/braintumor/monitoring/prediction_log.py",
         "src/braintumor/evaluation/gradcam.py",
-        "src/braintumor/models/layers.py",
+        "src/braintumor/guard/ood.py",
+        "src/braintumor/guard/conformal.py",
+        "src/braintumor/guard/input_checks.py",
+        "src/braintumor/guard/review.py",
+        "src/braintumor/serving/guard.py",
     ):
         assert (src / needed).is_file(), needed
     # Serving only: no training code, pipelines, tests or data in the image.
@@ -54,6 +59,8 @@ def test_bento_pins_the_model_and_holds_the_service_and_page(bento_dir, built_be
         "src/braintumor/data",
         "src/braintumor/monitoring/drift.py",  # Evidently stays out of the image
         "src/braintumor/evaluation/metrics.py",
+        "src/braintumor/models",  # Keras layers and export: training side
+        "src/braintumor/guard/fit.py",  # scikit-learn and crepes: training side
         "pipelines",
         "steps",
         "tests",
@@ -68,16 +75,11 @@ def test_dockerfile_and_requirements_are_complete(bento_dir):
     assert "requirements.txt" in dockerfile and "EXPOSE 3000" in dockerfile
     assert "entrypoint.sh" in dockerfile and (bento_dir / "env/docker/entrypoint.sh").is_file()
     requirements = (bento_dir / "env" / "python" / "requirements.txt").read_text()
-    for package in (
-        "onnxruntime",
-        "pydicom",
-        "opencv-python-headless",
-        "pillow",
-        "tensorflow-cpu",
-        "keras",
-        "bentoml==",
-    ):
+    for package in ("onnxruntime", "pydicom", "opencv-python-headless", "pillow", "bentoml=="):
         assert package in requirements, package
+    # Serving runs the ONNX serving graph: no TensorFlow or Keras in the container.
+    for absent in ("tensorflow", "keras", "tf2onnx", "scikit-learn", "crepes"):
+        assert absent not in requirements.lower(), absent
 
 
 def test_exported_bento_carries_the_model_files(built_bento, packaged, tmp_path):
@@ -88,20 +90,20 @@ def test_exported_bento_carries_the_model_files(built_bento, packaged, tmp_path)
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
     name, version = packaged.tag.split(":")
-    for file in ("model.keras", "model.onnx", "card.json"):
+    for file in ("model.keras", "model.onnx", "card.json", "ood.npz"):
         assert any(n.endswith(f"models/{name}/{version}/{file}") for n in names), file
 
 
 def test_served_bento_answers_like_the_offline_model(served_bento, packaged, sample_arrays):
     _, _, paths = sample_arrays
-    offline = Predictor(packaged.model_dir, packaged.card, backend="keras")
     with httpx.Client(base_url=served_bento, timeout=30) as client:
         for path in paths:
             response = client.post("/predict", files={"image": (path.name, path.read_bytes())})
             assert response.status_code == 200, response.text
             body = response.json()
             assert body["model_tag"] == packaged.tag and body["model_version"] == "7"
-            expected = offline.predict(load_and_preprocess(path, tiny_spec())[None])[0]
+            tensor = load_and_preprocess(path, tiny_spec())[None]
+            expected = np.asarray(packaged.keras_model(tensor, training=False))[0]
             got = np.array([body["probabilities"][name] for name in CLASSES])
             np.testing.assert_allclose(got, expected, atol=2e-5)
             assert body["label"] == CLASSES[int(np.argmax(expected))]
@@ -125,12 +127,19 @@ def test_served_bento_survives_bad_input_and_reports_metrics(served_bento, sampl
             assert response.status_code == status, response.text
             assert "\n" not in response.json()["detail"]
             assert client.post("/predict", files={"image": ("g.jpg", good)}).status_code == 200
+        noise = np.random.default_rng(0).integers(0, 256, (96, 96), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(noise).save(buffer, "PNG")
+        flagged = client.post("/predict", files={"image": ("noise.png", buffer.getvalue())})
+        assert flagged.status_code == 200 and "not_brain_mri" in flagged.json()["review_reasons"]
         metadata = client.get("/metadata").json()
         assert metadata["serving"]["backend"] == "onnx"
+        assert metadata["guard"]["validation_rates"]["any"] >= 0
         assert client.get("/").status_code == 200
         metrics = client.get("/metrics").text
     assert 'braintumor_rejected_uploads_total{reason="truncated"}' in metrics
     assert "braintumor_predictions_total" in metrics
+    assert 'braintumor_review_reasons_total{reason="not_brain_mri"}' in metrics
     assert "bentoml_service_request_duration_seconds" in metrics
 
 

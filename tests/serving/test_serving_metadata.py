@@ -61,15 +61,17 @@ def test_config_defaults_and_environment():
         {
             "BRAINTUMOR_MODEL_TAG": "brain-tumor-classifier:abc",
             "BRAINTUMOR_REVIEW_THRESHOLD": "0.8",
-            "BRAINTUMOR_BACKEND": "keras",
+            "BRAINTUMOR_BACKEND": "onnx",
             "BRAINTUMOR_WORKERS": "3",
+            "BRAINTUMOR_REJECT_NOT_MRI": "true",
             "BRAINTUMOR_MAX_UPLOAD_BYTES": "1000",
             "BRAINTUMOR_MAX_PIXELS": "50",
             "BRAINTUMOR_MAX_REQUEST_BYTES": "5000",
         }
     )
     assert config.model_tag == "brain-tumor-classifier:abc"
-    assert config.review_threshold == 0.8 and config.backend == "keras" and config.workers == 3
+    assert config.review_threshold == 0.8 and config.backend == "onnx" and config.workers == 3
+    assert config.reject_not_mri is True and ServingConfig().reject_not_mri is False
     assert config.limits == UploadLimits(max_bytes=1000, max_pixels=50, max_request_bytes=5000)
 
 
@@ -77,6 +79,7 @@ def test_config_defaults_and_environment():
     "env, message",
     [
         ({"BRAINTUMOR_BACKEND": "tensorrt"}, "BRAINTUMOR_BACKEND must be one of"),
+        ({"BRAINTUMOR_BACKEND": "keras"}, "BRAINTUMOR_BACKEND must be one of"),
         ({"BRAINTUMOR_WORKERS": "0"}, "greater than or equal to 1"),
         ({"BRAINTUMOR_MAX_PIXELS": "many"}, "BRAINTUMOR_MAX_PIXELS must be a whole number"),
     ],

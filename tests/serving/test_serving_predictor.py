@@ -1,5 +1,6 @@
-"""The predictor: calibration and review rules, backend choice, ONNX/Keras parity, load-time
-contract checks, and preprocessing parity between training and serving."""
+"""The predictor: calibration and review rules, backend choice, the serving graph's parity
+with Keras (probabilities and Grad-CAM), load-time contract checks, and preprocessing parity
+between training and serving."""
 
 from __future__ import annotations
 
@@ -9,24 +10,23 @@ import shutil
 import numpy as np
 import pytest
 
+from braintumor.evaluation.calibration import calibrate
 from braintumor.imaging import decode_image
 from braintumor.preprocessing import load_and_preprocess, preprocess
 from braintumor.serving.metadata import ModelCard
 from braintumor.serving.predictor import (
     CARD_FILE,
     INT8_FILE,
-    MODEL_FILE,
     ONNX_FILE,
     ModelLoadError,
     Predictor,
-    calibrate,
     choose_backend,
     needs_review,
     read_card,
     top_class,
 )
 from braintumor.serving.uploads import UploadLimits, read_upload
-from tests.serving.helpers import tiny_spec
+from tests.serving.helpers import export_onnx, tiny_spec
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -61,40 +61,44 @@ def test_needs_review_fires_only_below_the_threshold():
     assert top_class([0.1, 0.6, 0.2, 0.1], ("a", "b", "c", "d")) == ("b", 0.6)
 
 
-def test_backend_choice_prefers_the_fastest_file_present(tmp_path):
-    with pytest.raises(ModelLoadError, match="holds none of"):
+def test_backend_choice_prefers_the_fastest_onnx_graph_present(tmp_path):
+    with pytest.raises(ModelLoadError, match="holds no ONNX serving graph"):
         choose_backend(tmp_path)
-    (tmp_path / MODEL_FILE).write_bytes(b"k")
-    assert choose_backend(tmp_path) == "keras"
+    (tmp_path / "model.keras").write_bytes(b"k")  # a Keras file alone is not servable
+    with pytest.raises(ModelLoadError, match="holds no ONNX serving graph"):
+        choose_backend(tmp_path)
     with pytest.raises(ModelLoadError, match="'onnx' asked for"):
         choose_backend(tmp_path, "onnx")
     (tmp_path / ONNX_FILE).write_bytes(b"o")
     assert choose_backend(tmp_path) == "onnx"
     (tmp_path / INT8_FILE).write_bytes(b"q")
     assert choose_backend(tmp_path) == "onnx-int8"
-    assert choose_backend(tmp_path, "keras") == "keras"
     assert choose_backend(tmp_path, "onnx") == "onnx"
     with pytest.raises(ValueError, match="backend must be one of"):
-        choose_backend(tmp_path, "tflite")
+        choose_backend(tmp_path, "keras")
 
 
-def test_onnx_and_keras_backends_agree_with_the_keras_model(packaged, sample_arrays):
+def test_serving_graph_answers_like_the_keras_model(packaged, sample_arrays):
     x, _, _ = sample_arrays
     expected = np.asarray(packaged.keras_model(x, training=False))
     onnx = Predictor(packaged.model_dir)  # card read from card.json
-    keras_backend = Predictor(packaged.model_dir, packaged.card, backend="keras")
-    assert onnx.backend == "onnx" and keras_backend.backend == "keras"
-    np.testing.assert_allclose(onnx.predict(x), expected, atol=1e-5)
-    np.testing.assert_allclose(keras_backend.predict(x), expected, atol=1e-5)
+    assert onnx.backend == "onnx"
+    out = onnx.infer(x)
+    np.testing.assert_allclose(out.probabilities, expected, atol=1e-5)
+    np.testing.assert_allclose(softmax(out.logits), expected, atol=1e-5)
+    assert out.embedding.shape == (len(x), 32)  # the pooled features of the tiny CNN
     assert onnx.predict(x[:0]).shape == (0, 4)
 
 
-def test_predictor_applies_the_card_temperature(packaged, sample_arrays):
+def test_the_temperature_is_inside_the_serving_graph(
+    tmp_path, tiny_model, tiny_card, sample_arrays
+):
     x, _, _ = sample_arrays
-    hot = packaged.card.model_copy(update={"temperature": 3.0})
-    plain = Predictor(packaged.model_dir).predict(x)
-    scaled = Predictor(packaged.model_dir, hot).predict(x)
-    np.testing.assert_allclose(scaled, calibrate(plain, 3.0), atol=1e-6)
+    hot = tiny_card.model_copy(update={"temperature": 3.0})
+    folder = model_dir_with(tmp_path, tiny_model, hot, temperature=3.0)
+    scaled = Predictor(folder).predict(x)
+    plain = np.asarray(tiny_model(x, training=False))
+    np.testing.assert_allclose(scaled, calibrate(plain, 3.0), atol=1e-5)
     assert scaled.max(axis=1).mean() < plain.max(axis=1).mean()
 
 
@@ -104,8 +108,8 @@ def test_predictor_refuses_a_batch_of_the_wrong_shape(packaged):
         predictor.predict(np.zeros((2, 32, 32, 1), dtype=np.float32))
 
 
-def model_dir_with(tmp_path, model, card: ModelCard):
-    model.save(tmp_path / MODEL_FILE)
+def model_dir_with(tmp_path, model, card: ModelCard, temperature: float = 1.0):
+    export_onnx(model, tmp_path / ONNX_FILE, temperature=temperature)
     (tmp_path / CARD_FILE).write_text(json.dumps(card.to_metadata()))
     return tmp_path
 
@@ -117,26 +121,53 @@ def test_card_with_other_classes_than_the_model_is_refused(tmp_path, tiny_model,
         Predictor(folder, read_card(folder))
 
 
-def test_model_without_softmax_is_refused(tmp_path, tiny_card):
-    import keras
+def test_a_plain_onnx_export_is_refused_as_no_serving_graph(tmp_path, tiny_model, tiny_card):
+    from braintumor.models.export import to_onnx
 
-    inputs = keras.Input((64, 64, 1))
-    outputs = keras.layers.Dense(4)(keras.layers.Flatten()(inputs))  # logits, not probabilities
-    folder = model_dir_with(tmp_path, keras.Model(inputs, outputs), tiny_card)
-    with pytest.raises(ModelLoadError, match="softmax"):
-        Predictor(folder)
-
-
-def test_missing_card_and_missing_keras_file_for_gradcam(tmp_path, packaged):
+    to_onnx(tiny_model, tmp_path / ONNX_FILE)  # probabilities only, as packaged before
+    (tmp_path / CARD_FILE).write_text(json.dumps(tiny_card.to_metadata()))
+    with pytest.raises(ModelLoadError, match=r"not a serving graph.*package the model again"):
+        Predictor(tmp_path)
     with pytest.raises(ModelLoadError, match=r"card\.json is missing"):
-        read_card(tmp_path)
-    onnx_only = tmp_path / "onnx_only"
-    onnx_only.mkdir()
-    for name in (ONNX_FILE, CARD_FILE):
-        shutil.copyfile(packaged.model_dir / name, onnx_only / name)
-    predictor = Predictor(onnx_only)
-    with pytest.raises(ModelLoadError, match="needed for Grad-CAM"):
-        _ = predictor.keras_model
+        read_card(tmp_path / "nowhere")
+
+
+def test_onnx_gradcam_matches_keras_gradcam_on_the_sample_images(packaged, sample_arrays):
+    """Grad-CAM from the ONNX graph (feature map and channel weights as outputs) against
+    Keras' GradientTape Grad-CAM, for every class of every sample image."""
+    from braintumor.evaluation.gradcam import gradcam
+
+    x, _, _ = sample_arrays
+    predictor = Predictor(packaged.model_dir)
+    correlations = []
+    for image in x:
+        for index in range(4):
+            expected = gradcam(packaged.keras_model, image, class_index=index).heatmap
+            got = predictor.explain(image, class_index=index)
+            assert got.shape == expected.shape == (64, 64)
+            if expected.std() == 0:  # a map with no positive evidence: both all zero
+                np.testing.assert_allclose(got, expected, atol=1e-6)
+                continue
+            correlations.append(np.corrcoef(expected.ravel(), got.ravel())[0, 1])
+    assert len(correlations) > len(x)  # most maps are not empty
+    assert min(correlations) >= 0.99, min(correlations)
+    with pytest.raises(ValueError, match="class_index 4 outside"):
+        predictor.explain(x[0], class_index=4)
+
+
+def test_explanations_use_the_float_graph_when_int8_serves(tmp_path, packaged, sample_arrays):
+    x, _, _ = sample_arrays
+    folder = tmp_path / "int8"
+    shutil.copytree(packaged.model_dir, folder)
+    shutil.copyfile(folder / ONNX_FILE, folder / INT8_FILE)  # stands in for a quantized graph
+    predictor = Predictor(folder)
+    assert predictor.backend == "onnx-int8" and predictor._explainer is None
+    heatmap = predictor.explain(x[0], class_index=0)
+    assert predictor._explainer is not None and heatmap.shape == (64, 64)
+    (folder / ONNX_FILE).unlink()
+    fresh = Predictor(folder)
+    with pytest.raises(ModelLoadError, match=r"model\.onnx is missing"):
+        fresh.explain(x[0], class_index=0)
 
 
 def test_serving_and_training_preprocessing_give_equal_tensors(sample_arrays):
@@ -178,12 +209,3 @@ def test_decoded_upload_of_a_dicom_goes_through_the_same_preprocessing():
     tensor = preprocess(decode_image(data).pixels, tiny_spec())
     assert tensor.shape == (64, 64, 1) and tensor.dtype == np.float32
     assert tensor.min() >= 0 and tensor.max() <= 255
-
-
-def test_explainer_warm_up_loads_the_keras_model_for_an_onnx_predictor(packaged):
-    from braintumor.serving.explain import warm_up
-
-    predictor = Predictor(packaged.model_dir)
-    assert predictor.backend != "keras" and predictor._keras_model is None
-    warm_up(predictor)
-    assert predictor._keras_model is not None

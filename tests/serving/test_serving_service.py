@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 from braintumor.preprocessing import load_and_preprocess
-from braintumor.serving.predictor import Predictor
 from tests.serving.helpers import load_service, tiny_spec
 
 CLASSES = ["glioma", "meningioma", "notumor", "pituitary"]
@@ -42,19 +41,21 @@ def assert_prediction(body: dict, tag: str) -> None:
     assert list(body["probabilities"]) == CLASSES
     assert abs(sum(body["probabilities"].values()) - 1) < 1e-4
     assert body["confidence"] == max(body["probabilities"].values())
-    assert body["needs_review"] == (body["confidence"] < body["review_threshold"])
+    assert body["needs_review"] == bool(body["review_reasons"])
+    low = body["confidence"] < body["review_threshold"]
+    assert ("low_confidence" in body["review_reasons"]) == low
     assert body["model_version"] == "7" and body["model_tag"] == tag
 
 
 def test_predict_matches_the_offline_model_on_the_sample(client, packaged, sample_arrays):
     _, _, paths = sample_arrays
-    offline = Predictor(packaged.model_dir, packaged.card, backend="keras")
     for path in paths:
         response = client.post("/predict", files={"image": (path.name, path.read_bytes())})
         assert response.status_code == 200, response.text
         body = response.json()
         assert_prediction(body, packaged.tag)
-        expected = offline.predict(load_and_preprocess(path, tiny_spec())[None])[0]
+        tensor = load_and_preprocess(path, tiny_spec())[None]
+        expected = np.asarray(packaged.keras_model(tensor, training=False))[0]
         got = np.array([body["probabilities"][name] for name in CLASSES])
         np.testing.assert_allclose(got, expected, atol=2e-5)
         assert body["label"] == CLASSES[int(np.argmax(expected))]
@@ -180,28 +181,32 @@ def test_metadata_health_and_page(client, packaged):
         assert marker in page.text
 
 
-def test_review_threshold_and_backend_come_from_the_environment(packaged_keras_only, good):
+def test_review_threshold_and_backend_come_from_the_environment(packaged, good):
     # BentoML registers its Prometheus metrics once per process, so a second ASGI app cannot
     # be built here: the service class is instantiated and called directly instead.
     module = load_service(
-        {"BRAINTUMOR_MODEL_TAG": packaged_keras_only.tag, "BRAINTUMOR_REVIEW_THRESHOLD": "1.0"}
+        {
+            "BRAINTUMOR_MODEL_TAG": packaged.tag,
+            "BRAINTUMOR_REVIEW_THRESHOLD": "1.0",
+            "BRAINTUMOR_BACKEND": "onnx",
+        }
     )
     strict = module.BrainTumorClassifier()
     answer = strict.predict(image=good)
-    assert answer.review_threshold == 1.0 and answer.needs_review is True
-    assert strict.describe()["serving"]["backend"] == "keras"
+    assert answer.review_threshold == 1.0 and answer.review_reasons == ["low_confidence"]
+    assert strict.describe()["serving"]["backend"] == "onnx"
     module = load_service(
-        {"BRAINTUMOR_MODEL_TAG": packaged_keras_only.tag, "BRAINTUMOR_REVIEW_THRESHOLD": "0.25"}
+        {"BRAINTUMOR_MODEL_TAG": packaged.tag, "BRAINTUMOR_REVIEW_THRESHOLD": "0.25"}
     )
     assert module.BrainTumorClassifier().predict(image=good).needs_review is False
 
 
-def test_a_bento_argument_pins_the_model_over_the_environment(packaged, packaged_keras_only):
+def test_a_bento_argument_pins_the_model_over_the_environment(packaged, packaged_unguarded):
     from bentoml._internal.utils.args import set_arguments
 
     set_arguments({"model_tag": packaged.tag})
     try:
-        module = load_service({"BRAINTUMOR_MODEL_TAG": packaged_keras_only.tag})
+        module = load_service({"BRAINTUMOR_MODEL_TAG": packaged_unguarded.tag})
         assert module.CONFIG.model_tag == packaged.tag
     finally:
         set_arguments({})
@@ -233,19 +238,16 @@ def test_explain_refuses_bad_input_like_predict(client):
     assert response.status_code == 415 and response.json()["error"] == "not_an_image"
 
 
-def test_explain_without_a_keras_model_is_a_503_and_predictions_go_on(
+def test_explain_without_the_float_graph_is_a_503_and_predictions_go_on(
     packaged, tmp_path, good, monkeypatch
 ):
-    """An ONNX-only model can predict but not explain: /explain says so, /predict works."""
-    module = load_service(
-        {"BRAINTUMOR_MODEL_TAG": packaged.tag, "BRAINTUMOR_PRELOAD_EXPLAINER": "false"}
-    )
+    """A model entry whose float graph went missing can predict but not explain."""
+    module = load_service({"BRAINTUMOR_MODEL_TAG": packaged.tag})
     service = module.BrainTumorClassifier()
-    monkeypatch.setattr(service.predictor, "model_dir", tmp_path)  # no model.keras there
-    monkeypatch.setattr(service.predictor, "_keras_model", None)
+    monkeypatch.setattr(service.predictor, "model_dir", tmp_path)  # no model.onnx there
     response = service.explain(image=good)
     assert response.status_code == 503
-    assert b"explanation_unavailable" in response.body and b"model.keras" in response.body
+    assert b"explanation_unavailable" in response.body and b"model.onnx" in response.body
     assert service.predict(image=good).label in CLASSES
 
 
@@ -259,7 +261,6 @@ def test_predictions_are_logged_for_drift_monitoring_when_a_folder_is_set(
         {
             "BRAINTUMOR_MODEL_TAG": packaged.tag,
             "BRAINTUMOR_PREDICTION_LOG_DIR": str(tmp_path),
-            "BRAINTUMOR_PRELOAD_EXPLAINER": "false",
         }
     )
     service = module.BrainTumorClassifier()
@@ -272,12 +273,13 @@ def test_predictions_are_logged_for_drift_monitoring_when_a_folder_is_set(
     assert all(r["model_version"] == "7" for r in records)
     assert records[0]["probabilities"] == pytest.approx(single.probabilities, abs=1e-5)
     assert records[0]["features"]  # image features for the drift report
+    # The guard's monitored columns travel with them.
+    assert records[0]["features"]["ood_score"] == pytest.approx(single.ood_score, abs=1e-5)
+    assert records[0]["features"]["out_of_distribution"] == 0.0
 
 
 def test_no_prediction_log_without_a_folder(packaged, good):
-    module = load_service(
-        {"BRAINTUMOR_MODEL_TAG": packaged.tag, "BRAINTUMOR_PRELOAD_EXPLAINER": "false"}
-    )
+    module = load_service({"BRAINTUMOR_MODEL_TAG": packaged.tag})
     service = module.BrainTumorClassifier()
     assert not service.prediction_log.enabled
     assert service.predict(image=good).label in CLASSES

@@ -24,7 +24,7 @@ from braintumor.serving.store import (
 )
 
 
-def test_saved_model_holds_model_onnx_card_and_labels(packaged, tiny_card):
+def test_saved_model_holds_model_onnx_card_and_labels(packaged):
     import bentoml
 
     stored = bentoml.models.get(packaged.tag)
@@ -36,14 +36,25 @@ def test_saved_model_holds_model_onnx_card_and_labels(packaged, tiny_card):
         "model_version": "7",
         "runtime": "onnx",
     }
-    assert load_card(packaged.tag) == tiny_card
-    assert json.loads((packaged.model_dir / CARD_FILE).read_text()) == tiny_card.to_metadata()
+    assert load_card(packaged.tag) == packaged.card
+    assert json.loads((packaged.model_dir / CARD_FILE).read_text()) == packaged.card.to_metadata()
     assert stored.info.metadata["preprocessing"]["image_size"] == 64
 
 
-def test_saving_from_a_keras_file_serves_with_keras(packaged_keras_only):
-    assert not (packaged_keras_only.model_dir / ONNX_FILE).exists()
-    assert Predictor(packaged_keras_only.model_dir).backend == "keras"
+def test_a_model_saved_without_its_serving_graph_cannot_be_served(
+    bentoml_home, tiny_model, tiny_card, tmp_path
+):
+    import bentoml
+
+    from braintumor.serving.predictor import ModelLoadError
+
+    path = tmp_path / "m.keras"
+    tiny_model.save(path)
+    tag = save_to_bentoml(path, tiny_card)
+    folder = Path(bentoml.models.get(tag).path)
+    assert (folder / MODEL_FILE).is_file() and not (folder / ONNX_FILE).exists()
+    with pytest.raises(ModelLoadError, match="no ONNX serving graph"):
+        Predictor(folder)
 
 
 def test_each_save_is_a_new_version(bentoml_home, tiny_model, tiny_card, tmp_path):
@@ -125,44 +136,62 @@ def test_no_int8_model_without_real_images(bentoml_home, tiny_model, tiny_card):
     assert load_card(tag).runtime_checks == {}
 
 
-def test_package_model_without_onnx(bentoml_home, tiny_model, tiny_card):
-    import bentoml
-
-    tag, _ = package_model(tiny_model, tiny_card, onnx=False, build=False)
-    assert not (Path(bentoml.models.get(tag).path) / ONNX_FILE).exists()
-    assert bentoml.models.get(tag).info.labels["runtime"] == "keras"
-
-
-def test_failed_onnx_export_falls_back_to_keras_with_a_warning(
-    bentoml_home, tiny_model, tiny_card, monkeypatch, caplog
-):
-    import bentoml
-
+def test_failed_onnx_export_fails_packaging(bentoml_home, tiny_model, tiny_card, monkeypatch):
     from braintumor.models import export
 
     def broken(model, path, **_):
         raise export.ExportError("tf2onnx cannot convert this model")
 
     monkeypatch.setattr(export, "to_onnx", broken)
-    with caplog.at_level("WARNING"):
-        tag, _ = package_model(tiny_model, tiny_card, build=False)
-    assert "serving without ONNX" in caplog.text and "cannot convert" in caplog.text
-    assert Predictor(Path(bentoml.models.get(tag).path)).backend == "keras"
+    with pytest.raises(PackagingError, match=r"cannot export the ONNX serving graph.*convert"):
+        package_model(tiny_model, tiny_card, build=False)
 
 
-def test_onnx_that_disagrees_with_keras_is_not_shipped(
-    bentoml_home, tiny_model, tiny_card, tmp_path, monkeypatch
+def test_onnx_that_disagrees_with_keras_fails_packaging(
+    bentoml_home, tiny_model, tiny_card, monkeypatch
 ):
-    import bentoml
-
     from braintumor.models import export
     from tests.serving.helpers import build_tiny_model
 
     other = build_tiny_model()  # different random weights: different outputs
-    real_to_onnx = export.to_onnx
-    monkeypatch.setattr(export, "to_onnx", lambda model, path, **kw: real_to_onnx(other, path))
-    tag, _ = package_model(tiny_model, tiny_card, build=False)
-    assert not (Path(bentoml.models.get(tag).path) / ONNX_FILE).exists()
+    real = export.serving_model
+    monkeypatch.setattr(export, "serving_model", lambda model, t=1.0: real(other, t))
+    with pytest.raises(PackagingError, match="differ by"):
+        package_model(tiny_model, tiny_card, build=False)
+
+
+def test_the_guard_round_trips_through_the_model_store(
+    bentoml_home, tiny_model, tiny_card, tiny_guard, sample_arrays
+):
+    """The detector and the thresholds stored with a model version come back unchanged, and
+    the loaded guard scores embeddings exactly as the fitted one."""
+    import bentoml
+
+    from braintumor.serving.guard import Guard
+    from braintumor.serving.predictor import OOD_FILE
+
+    x, y, _ = sample_arrays
+    card, detector = tiny_guard
+    tag, _ = package_model(
+        tiny_model, tiny_card, quantize=False, parity_inputs=x, parity_labels=y,
+        build=False, guard=tiny_guard,
+    )  # fmt: skip
+    folder = Path(bentoml.models.get(tag).path)
+    assert (folder / OOD_FILE).is_file()
+    stored = load_card(tag)
+    assert stored.guard == card
+    assert stored.temperature == 1.0  # a guarded model keeps the temperature it was fitted at
+    loaded = Guard.load(folder, stored.guard)
+    embedding = Predictor(folder).infer(x).embedding
+    np.testing.assert_allclose(loaded.detector.score(embedding), detector.score(embedding))
+    assert Predictor(folder).card.guard.conformal_thresholds == card.conformal_thresholds
+    (folder / OOD_FILE).unlink()
+    from braintumor.serving.predictor import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match=r"ood\.npz is missing"):
+        Guard.load(folder, stored.guard)
+    with pytest.raises(PackagingError, match="come together"):
+        save_to_bentoml(tiny_model, stored)
 
 
 def test_package_model_fits_the_temperature_on_labelled_images(

@@ -6,7 +6,8 @@ the class *logit* (the softmax is undone so a confident prediction still has gra
 respect to that map, weights its channels by the mean gradient, and returns the rectified map
 resized to the image plus a colour overlay (viridis, colour-blind safe).
 
-Serving imports this module: it needs Keras, NumPy and OpenCV only, no training code.
+Serving imports this module for `heatmap_from` and `overlay_heatmap` (NumPy and OpenCV only;
+Keras and TensorFlow are imported inside the functions that need them).
 """
 
 from __future__ import annotations
@@ -169,12 +170,9 @@ def gradcam(
     grads = tape.gradient(score, activation)
     if grads is None:
         raise GradCamError("no gradient reaches the feature map: is the model a single graph?")
-    activation = tf.cast(activation, tf.float32)[0]
-    weights = tf.reduce_mean(tf.cast(grads, tf.float32)[0], axis=(0, 1))
-    cam = tf.nn.relu(tf.reduce_sum(activation * weights, axis=-1)).numpy()
-    heatmap = _normalise(
-        cv2.resize(cam, (batch.shape[2], batch.shape[1]), interpolation=cv2.INTER_LINEAR)
-    )
+    weights = tf.reduce_mean(tf.cast(grads, tf.float32)[0], axis=(0, 1)).numpy()
+    activation = tf.cast(activation, tf.float32)[0].numpy()
+    heatmap = heatmap_from(activation, weights, batch.shape[1:3])
     return GradCam(
         heatmap=heatmap,
         overlay=overlay_heatmap(batch[0], heatmap, alpha=alpha),
@@ -182,6 +180,19 @@ def gradcam(
         probability=float(probs_np[index]),
         layer="/".join(layer.name for layer in path),
     )
+
+
+def heatmap_from(activation: np.ndarray, weights: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Grad-CAM's map: ReLU of the feature map (h, w, channels) weighted by `weights`
+    (channels,), resized to `shape` (height, width) and scaled to [0, 1].
+
+    The one implementation of the map: Keras Grad-CAM above, and the service, which gets
+    `activation` and `weights` from the ONNX serving graph (`models.export`)."""
+    cam = np.maximum(np.tensordot(np.asarray(activation, np.float32), weights, axes=([-1], [0])), 0)
+    resized = cv2.resize(
+        cam.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR
+    )
+    return _normalise(resized)
 
 
 def _normalise(cam: np.ndarray) -> np.ndarray:

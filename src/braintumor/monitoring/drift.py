@@ -33,6 +33,7 @@ from braintumor.monitoring.features import (
     CATEGORICAL_FEATURES,
     CONFIDENCE,
     FEATURE_COLUMNS,
+    OUT_OF_DISTRIBUTION,
     split_constant_columns,
 )
 
@@ -47,19 +48,20 @@ class DriftInputError(ValueError):
 class DriftPolicy(BaseModel):
     """When drift is worth an alarm (validated once, at the edge: config, CLI, pipeline).
 
-    Defaults: one feature column in three (`drift_share` 0.3). With ~15 columns tested at
-    p < 0.05, five or more drifting by chance alone is rare, while a change of contrast or
-    intensity moves most intensity and texture features together. A drifted confidence alone
-    is enough: it is the model's own signal that inputs look unfamiliar. And one column
-    drifting strongly is enough (`strong_p_value`, `strong_distance_ratio`): by chance, the
-    smallest of ~15 p-values falls below 0.001 in about 1.5% of checks. See
-    benchmarks/results/drift.json for measured false-alarm and detection rates.
+        Defaults: one feature column in three (`drift_share` 0.3). With ~15 columns tested at
+        p < 0.05, five or more drifting by chance alone is rare, while a change of contrast or
+        intensity moves most intensity and texture features together. A drifted confidence alone
+        is enough: it is the model's own signal that inputs look unfamiliar; so is a drifted share
+    of out-of-distribution answers (the guard's flag, `out_of_distribution`). And one column
+        drifting strongly is enough (`strong_p_value`, `strong_distance_ratio`): by chance, the
+        smallest of ~15 p-values falls below 0.001 in about 1.5% of checks. See
+        benchmarks/results/drift.json for measured false-alarm and detection rates.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     drift_share: float = Field(0.3, gt=0, le=1)
-    critical_columns: tuple[str, ...] = (CONFIDENCE,)
+    critical_columns: tuple[str, ...] = (CONFIDENCE, OUT_OF_DISTRIBUTION)
     # One column alone is drift when its test is this far past the threshold. None: off.
     strong_p_value: float | None = Field(0.001, gt=0, lt=1)
     strong_distance_ratio: float | None = Field(5.0, gt=1)

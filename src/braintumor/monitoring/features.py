@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -53,7 +53,12 @@ IMAGE_FEATURES: tuple[str, ...] = (
 )
 PREDICTED_LABEL = "predicted_label"
 CONFIDENCE = "confidence"
-PREDICTION_FEATURES: tuple[str, ...] = (PREDICTED_LABEL, CONFIDENCE)
+# The guard's view of each answer (`braintumor.guard`): its OOD score, and 1.0 when the
+# answer was flagged out of distribution (the column's mean is the share of OOD answers).
+OOD_SCORE = "ood_score"
+OUT_OF_DISTRIBUTION = "out_of_distribution"
+ANSWER_FEATURES: tuple[str, ...] = (OOD_SCORE, OUT_OF_DISTRIBUTION)
+PREDICTION_FEATURES: tuple[str, ...] = (PREDICTED_LABEL, CONFIDENCE, *ANSWER_FEATURES)
 FEATURE_COLUMNS: tuple[str, ...] = IMAGE_FEATURES + PREDICTION_FEATURES
 CATEGORICAL_FEATURES: frozenset[str] = frozenset({PREDICTED_LABEL})
 
@@ -151,6 +156,14 @@ def prediction_features(
         raise ValueError(f"probabilities must be finite, got {values.tolist()}")
     best = int(np.argmax(values))
     return {PREDICTED_LABEL: str(class_names[best]), CONFIDENCE: float(values[best])}
+
+
+def answer_columns(answer: Any) -> dict[str, float]:
+    """The guard's monitored columns of one service answer (a `schemas.Prediction`)."""
+    columns = {OUT_OF_DISTRIBUTION: float("out_of_distribution" in answer.review_reasons)}
+    if answer.ood_score is not None:
+        columns[OOD_SCORE] = float(answer.ood_score)
+    return columns
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:

@@ -247,16 +247,19 @@ class PredictionLogger:
         gray: np.ndarray,
         probabilities: Sequence[float] | np.ndarray | Mapping[str, float],
         request_id: str | None = None,
+        answer_columns: Mapping[str, float] | None = None,
     ) -> None:
         """Record one prediction (the probabilities the service answers, in `class_names`
-        order or by name) for the decoded slice `gray` (about 1 ms for 512x512)."""
+        order or by name) for the decoded slice `gray` (about 1 ms for 512x512).
+        `answer_columns` (the guard's `ood_score`, `out_of_distribution`, ...) are stored
+        with the image features, so drift checks can monitor them too."""
         if self.directory is None:
             return
         try:
             record = prediction_record(
                 probabilities,
                 model_version=self.model_version,
-                features=image_features(gray),
+                features={**image_features(gray), **(answer_columns or {})},
                 class_names=self.class_names,
                 request_id=request_id,
             )

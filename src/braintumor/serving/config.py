@@ -4,13 +4,13 @@
 |---|---|---|
 | BRAINTUMOR_MODEL_TAG | brain-tumor-classifier:latest | model to serve (a Bento pins its own) |
 | BRAINTUMOR_REVIEW_THRESHOLD | the card's, else 0.6 | `needs_review` when top probability < this |
-| BRAINTUMOR_BACKEND | auto | auto (ONNX when packaged), onnx or keras |
+| BRAINTUMOR_BACKEND | auto | auto (int8 ONNX when packaged), onnx-int8 or onnx |
+| BRAINTUMOR_REJECT_NOT_MRI | false | 422 `not_a_brain_mri` for uploads failing the input checks |
 | BRAINTUMOR_ONNX_THREADS | 1 | ONNX Runtime intra-op threads per worker |
 | BRAINTUMOR_API_THREADS | 2 | threads per worker running the (sync) API functions |
 | BRAINTUMOR_WORKERS | 2 | server worker processes |
 | BRAINTUMOR_MAX_BATCH_SIZE | 32 | adaptive batching: most images per model call |
 | BRAINTUMOR_MAX_LATENCY_MS | 1000 | adaptive batching: latency budget of a batch |
-| BRAINTUMOR_PRELOAD_EXPLAINER | true | load Keras + Grad-CAM in the background at start |
 | BRAINTUMOR_MAX_UPLOAD_BYTES / _MAX_PIXELS / _MAX_REQUEST_BYTES | see `UploadLimits` | limits |
 
 A Bento built by `build_bento` carries the exact model tag as a Bento argument (`bentoml build
@@ -48,7 +48,7 @@ class ServingConfig(BaseModel):
     workers: int = Field(default=2, ge=1)
     max_batch_size: int = Field(default=32, ge=2)
     max_latency_ms: int = Field(default=1000, ge=1)
-    preload_explainer: bool = True
+    reject_not_mri: bool = False
     limits: UploadLimits = Field(default_factory=UploadLimits)
 
     @field_validator("backend")

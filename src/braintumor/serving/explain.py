@@ -1,21 +1,15 @@
-"""Grad-CAM for the service: run `braintumor.evaluation.gradcam` on one model input and
-encode the overlay and the input as PNG (base64) for JSON answers and the web page."""
+"""Grad-CAM for the service: the heat map comes from the ONNX serving graph
+(`Predictor.explain`); this module draws it over the model input and encodes both as PNG
+(base64) for JSON answers and the web page. NumPy and OpenCV only."""
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
 
-
-@dataclass(frozen=True)
-class ExplainedImage:
-    class_index: int
-    overlay_png: bytes
-    input_png: bytes
+from braintumor.evaluation.gradcam import overlay_heatmap
 
 
 def to_uint8_image(array: np.ndarray) -> np.ndarray:
@@ -32,7 +26,8 @@ def to_uint8_image(array: np.ndarray) -> np.ndarray:
 
 
 def encode_png(array: np.ndarray) -> bytes:
-    """Gray (H, W) or RGB (H, W, 3) array to PNG bytes."""
+    """Gray (H, W[, 1]) or RGB (H, W, 3) array to PNG bytes; a 3-channel model input whose
+    channels are the same slice is written as gray."""
     image = to_uint8_image(array)
     if image.ndim == 3:
         image = cv2.cvtColor(image[..., :3], cv2.COLOR_RGB2BGR)
@@ -42,25 +37,10 @@ def encode_png(array: np.ndarray) -> bytes:
     return buffer.tobytes()
 
 
+def overlay(tensor: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
+    """The heat map over one model input (H, W, C): RGB uint8."""
+    return overlay_heatmap(np.asarray(tensor), heatmap)
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def explain_tensor(model: Any, tensor: np.ndarray, class_index: int) -> ExplainedImage:
-    """Grad-CAM of `model` on one preprocessed input (H, W, C) for `class_index`, with the
-    input itself as the model saw it."""
-    from braintumor.evaluation.gradcam import gradcam
-
-    result = gradcam(model, tensor, class_index=class_index)
-    return ExplainedImage(
-        class_index=class_index,
-        overlay_png=encode_png(result.overlay),
-        input_png=encode_png(tensor[..., 0] if tensor.ndim == 3 else tensor),
-    )
-
-
-def warm_up(predictor: Any) -> None:
-    """Load the Keras model and run Grad-CAM once (TensorFlow import and graph tracing take
-    seconds): called in the background at start so the first /explain is not the slow one."""
-    tensor = np.zeros(predictor.input_shape, dtype=np.float32)
-    explain_tensor(predictor.keras_model, tensor, class_index=0)

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from braintumor.constants import CLASS_NAMES
+from braintumor.guard.review import GuardCard
 from braintumor.preprocessing import PreprocessSpec
 
 STAGES = ("none", "staging", "production", "archived")
@@ -32,12 +33,15 @@ class ModelCard(BaseModel):
         protocol: Evaluation protocol the metrics come from (`resplit` or `official`).
         data_hash: DVC hash of the training data.
         git_commit: Commit of the code that trained the model.
-        temperature: Temperature fitted on validation data; probabilities are calibrated
-            as softmax(log(p) / temperature). 1.0 leaves the model's output unchanged.
+        temperature: Temperature fitted on validation data (the pipeline's evaluate_winner
+            step); the serving graph divides the logits by it, so the probabilities it returns
+            are calibrated. 1.0 leaves the model's output unchanged.
         review_threshold: Default `needs_review` threshold for this model (the service's
             configuration may override it).
         runtime_checks: How the shipped ONNX runtimes compared with Keras at packaging
             (`optimize.RuntimeCheck.to_dict()` per runtime), filled by `package_model`.
+        guard: The OOD detector's thresholds, the conformal thresholds and their measured
+            validation rates (`braintumor.guard`); None for a model packaged without one.
         created: When the card was written (UTC).
     """
 
@@ -55,6 +59,7 @@ class ModelCard(BaseModel):
     temperature: float = 1.0
     review_threshold: float | None = None
     runtime_checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    guard: GuardCard | None = None
     created: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @field_validator("class_names")

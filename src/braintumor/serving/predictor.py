@@ -1,10 +1,11 @@
-"""The model behind the service: load a packaged model, predict on preprocessed batches, and
-the pure rules that turn probabilities into an answer (calibration, `needs_review`).
+"""The model behind the service: load a packaged model's ONNX serving graph, run it on
+preprocessed batches, and the pure rules that turn probabilities into an answer.
 
-The fastest runtime the model-store entry holds is used: `model.int8.onnx` (quantized, shipped
-only when it answered like Keras, see `optimize`), then `model.onnx`, both with ONNX Runtime
-(fast start, no TensorFlow import on the predict path), else the Keras model. The Keras model
-is loaded lazily for Grad-CAM, which needs gradients.
+Serving runs ONNX Runtime only (no TensorFlow, no Keras): the fastest graph the model-store
+entry holds is used, `model.int8.onnx` (quantized, shipped only when it answered like Keras,
+see `optimize`), else `model.onnx`. Both are serving graphs (`models.export.serving_model`):
+one run gives the calibrated probabilities, the logits and the embedding, and the float graph
+also gives Grad-CAM's feature map and channel weights (`explain`).
 """
 
 from __future__ import annotations
@@ -12,26 +13,42 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from braintumor.evaluation.calibration import calibrate
 from braintumor.serving.metadata import ModelCard
 
 MODEL_FILE = "model.keras"
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 CARD_FILE = "card.json"
+OOD_FILE = "ood.npz"
 
-Backend = Literal["auto", "onnx-int8", "onnx", "keras"]
-BACKENDS: tuple[str, ...] = ("auto", "onnx-int8", "onnx", "keras")
-FILES: dict[str, str] = {"onnx-int8": INT8_FILE, "onnx": ONNX_FILE, "keras": MODEL_FILE}
+Backend = Literal["auto", "onnx-int8", "onnx"]
+BACKENDS: tuple[str, ...] = ("auto", "onnx-int8", "onnx")
+FILES: dict[str, str] = {"onnx-int8": INT8_FILE, "onnx": ONNX_FILE}
+
+# Output names of the serving graph (`braintumor.models.export`, which serving never imports).
+PROBABILITIES, LOGITS, EMBEDDING = "probabilities", "logits", "embedding"
+ACTIVATION, CAM_WEIGHTS = "activation", "cam_weights"
+ANSWER_OUTPUTS = (PROBABILITIES, LOGITS, EMBEDDING)
+EXPLAIN_OUTPUTS = (PROBABILITIES, ACTIVATION, CAM_WEIGHTS)
 
 
 class ModelLoadError(RuntimeError):
     """A packaged model that cannot be served (missing file, wrong shape, bad output)."""
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    """One batch through the serving graph."""
+
+    probabilities: np.ndarray  # (N, classes), calibrated
+    logits: np.ndarray  # (N, classes)
+    embedding: np.ndarray  # (N, features)
 
 
 def needs_review(probs: Sequence[float] | np.ndarray, threshold: float) -> bool:
@@ -68,25 +85,32 @@ def choose_backend(model_dir: str | Path, prefer: Backend = "auto") -> str:
     for backend, file in FILES.items():  # fastest first
         if (model_dir / file).is_file():
             return backend
-    raise ModelLoadError(f"{model_dir} holds none of {', '.join(FILES.values())}")
+    raise ModelLoadError(
+        f"{model_dir} holds no ONNX serving graph ({', '.join(FILES.values())}): package the "
+        "model with `braintumor package`"
+    )
 
 
-def load_keras_model(path: str | Path) -> Any:
-    """Load a `.keras` file safely (no Lambda layers, no pickled code)."""
-    import keras
+def onnx_session(path: str | Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session, sequential, `threads` intra-op threads (None: all cores)."""
+    import onnxruntime as ort
 
-    import braintumor.models.layers  # noqa: F401  (registers the custom layers)
-
-    return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class Predictor:
-    """Probabilities for batches of preprocessed images, from ONNX Runtime or Keras.
+    """The serving graph of a packaged model, run with ONNX Runtime.
 
     Args:
-        model_dir: A model-store entry's folder (`model.keras`, optional `model.onnx`).
+        model_dir: A model-store entry's folder (`model.onnx`, optional `model.int8.onnx`).
         card: The model card; read from `model_dir/card.json` when omitted.
-        backend: `auto` (ONNX when present), `onnx` or `keras`.
+        backend: `auto` (int8 when packaged), `onnx-int8` or `onnx`.
         threads: Intra-op threads for ONNX Runtime (None: its default, all cores).
     """
 
@@ -102,34 +126,31 @@ class Predictor:
         self.class_names = tuple(self.card.class_names)
         self.input_shape = self.card.input_shape
         self.backend = choose_backend(self.model_dir, backend)
-        self._keras_model: Any = None
-        self._keras_lock = threading.Lock()
-        if self.backend != "keras":
-            self._session, self._input_name = self._load_onnx(FILES[self.backend], threads)
-        else:
-            self._keras_model = load_keras_model(self.model_dir / MODEL_FILE)
+        self._threads = threads
+        self._session, self._input_name = self._load(FILES[self.backend], ANSWER_OUTPUTS)
+        self._explainer: tuple[Any, str] | None = None
+        self._explainer_lock = threading.Lock()
         self._check_output()
 
-    def _load_onnx(self, file: str, threads: int | None) -> tuple[Any, str]:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.inter_op_num_threads = 1
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        session = ort.InferenceSession(
-            str(self.model_dir / file), options, providers=["CPUExecutionProvider"]
-        )
+    def _load(self, file: str, needed: tuple[str, ...]) -> tuple[Any, str]:
+        path = self.model_dir / file
+        if not path.is_file():
+            raise ModelLoadError(f"{path} is missing")
+        session = onnx_session(path, self._threads)
         inputs = session.get_inputs()
         if len(inputs) != 1:
             raise ModelLoadError(f"{file} must take one input, it takes {len(inputs)}")
+        missing = set(needed) - {output.name for output in session.get_outputs()}
+        if missing:
+            raise ModelLoadError(
+                f"{file} is not a serving graph (no output {sorted(missing)}): it was packaged "
+                "by an older version; package the model again with `braintumor package`"
+            )
         return session, inputs[0].name
 
     def _check_output(self) -> None:
         """Run a blank image once: warms the model up and checks its output contract."""
-        probs = self.predict_raw(np.zeros((1, *self.input_shape), dtype=np.float32))
+        probs = self.infer(np.zeros((1, *self.input_shape), dtype=np.float32)).probabilities
         if probs.shape != (1, len(self.class_names)):
             raise ModelLoadError(
                 f"the model outputs shape {probs.shape[1:]} but the card names "
@@ -138,32 +159,40 @@ class Predictor:
         if not np.isclose(float(probs.sum()), 1.0, atol=1e-3) or float(probs.min()) < 0:
             raise ModelLoadError("the model must end with a softmax (rows summing to 1)")
 
-    @property
-    def keras_model(self) -> Any:
-        """The Keras model (loaded on first use when ONNX serves predictions)."""
-        if self._keras_model is None:
-            with self._keras_lock:
-                if self._keras_model is None:
-                    path = self.model_dir / MODEL_FILE
-                    if not path.is_file():
-                        raise ModelLoadError(f"{path} is missing (needed for Grad-CAM)")
-                    self._keras_model = load_keras_model(path)
-        return self._keras_model
-
-    def predict_raw(self, batch: np.ndarray) -> np.ndarray:
-        """The model's own probabilities for a (N, H, W, C) float32 batch."""
+    def _checked(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if batch.ndim != 4 or tuple(batch.shape[1:]) != tuple(self.input_shape):
             raise ValueError(
                 f"expected a batch of shape (N, {', '.join(map(str, self.input_shape))}), "
                 f"got {batch.shape}"
             )
-        if self.backend != "keras":
-            return np.asarray(self._session.run(None, {self._input_name: batch})[0])
-        return np.asarray(self._keras_model(batch, training=False))
+        return batch
+
+    def infer(self, batch: np.ndarray) -> ModelOutputs:
+        """Calibrated probabilities, logits and embeddings of a (N, H, W, C) float32 batch."""
+        if len(batch) == 0:
+            empty = np.zeros((0, len(self.class_names)), dtype=np.float32)
+            return ModelOutputs(empty, empty, np.zeros((0, 0), dtype=np.float32))
+        feed = {self._input_name: self._checked(batch)}
+        probs, logits, embedding = self._session.run(list(ANSWER_OUTPUTS), feed)
+        return ModelOutputs(np.asarray(probs, np.float64), np.asarray(logits), embedding)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (N, n_classes) for a batch of preprocessed images."""
-        if len(batch) == 0:
-            return np.zeros((0, len(self.class_names)), dtype=np.float64)
-        return calibrate(self.predict_raw(batch), self.card.temperature)
+        return self.infer(batch).probabilities
+
+    def explain(self, tensor: np.ndarray, class_index: int) -> np.ndarray:
+        """Grad-CAM heat map (H, W) in [0, 1] of one preprocessed image for `class_index`,
+        from the float serving graph (also when int8 serves the answers)."""
+        from braintumor.evaluation.gradcam import heatmap_from
+
+        if not 0 <= class_index < len(self.class_names):
+            raise ValueError(f"class_index {class_index} outside 0..{len(self.class_names) - 1}")
+        if self._explainer is None:
+            with self._explainer_lock:
+                if self._explainer is None:
+                    self._explainer = self._load(ONNX_FILE, EXPLAIN_OUTPUTS)
+        session, name = self._explainer
+        batch = self._checked(np.asarray(tensor)[None])
+        _, activation, weights = session.run(list(EXPLAIN_OUTPUTS), {name: batch})
+        return heatmap_from(activation[0], weights[0, class_index], self.input_shape[:2])

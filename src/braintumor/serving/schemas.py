@@ -3,21 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from braintumor.serving.predictor import needs_review, top_class
 
+if TYPE_CHECKING:
+    from braintumor.serving.guard import Assessment
+
 
 class Prediction(BaseModel):
-    """One image's answer. `needs_review` is true when the top probability is below
-    `review_threshold`: the model is not sure and a person should look."""
+    """One image's answer. `needs_review` is true when any of `review_reasons` holds: the
+    model has no good evidence for its answer and a person should look."""
 
     label: str = Field(description="the most probable class")
     confidence: float = Field(description="calibrated probability of `label`")
     probabilities: dict[str, float] = Field(description="calibrated probability of every class")
     needs_review: bool
+    review_reasons: list[str] = Field(
+        default_factory=list,
+        description="low_confidence, ambiguous, out_of_distribution, not_brain_mri",
+    )
+    prediction_set: list[str] | None = Field(
+        None,
+        description="conformal prediction set: the classes the true one is among, at the "
+        "model's configured error rate (null: the model has no conformal calibration)",
+    )
+    ood_score: float | None = Field(
+        None, description="out-of-distribution score; above the model's threshold is flagged"
+    )
+    energy: float | None = Field(None, description="energy score of the logits (lower: familiar)")
+    failed_checks: list[str] = Field(
+        default_factory=list, description="input checks that failed (reason not_brain_mri)"
+    )
     review_threshold: float
     model_version: str = Field(description="ZenML model version that produced the answer")
     model_tag: str = Field(description="BentoML model-store tag")
@@ -50,16 +70,31 @@ def make_prediction(
     threshold: float,
     model_version: str,
     model_tag: str,
+    assessment: Assessment | None = None,
 ) -> Prediction:
-    """Turn one row of calibrated probabilities into the service's answer."""
+    """Turn one row of calibrated probabilities (and the guard's assessment) into the
+    service's answer."""
     label, confidence = top_class(probs, class_names)
+    if assessment is None:
+        reasons = ["low_confidence"] if needs_review(probs, threshold) else []
+        extra = {}
+    else:
+        reasons = assessment.reasons
+        extra = {
+            "prediction_set": assessment.prediction_set,
+            "ood_score": None if assessment.ood_score is None else round(assessment.ood_score, 6),
+            "energy": round(assessment.energy, 6),
+            "failed_checks": assessment.failed_checks,
+        }
     return Prediction(
         label=label,
         confidence=round(confidence, 6),
         probabilities={
             name: round(float(p), 6) for name, p in zip(class_names, probs, strict=True)
         },
-        needs_review=needs_review(probs, threshold),
+        needs_review=bool(reasons),
+        review_reasons=reasons,
+        **extra,
         review_threshold=threshold,
         model_version=model_version,
         model_tag=model_tag,

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,7 +24,17 @@ from braintumor.evaluation.calibration import fit_temperature
 from braintumor.serving.config import MODEL_TAG_ARGUMENT
 from braintumor.serving.metadata import ModelCard
 from braintumor.serving.optimize import RuntimeCheck, accept_runtime, check_runtime, quantize_int8
-from braintumor.serving.predictor import CARD_FILE, INT8_FILE, MODEL_FILE, ONNX_FILE
+from braintumor.serving.predictor import (
+    CARD_FILE,
+    INT8_FILE,
+    MODEL_FILE,
+    ONNX_FILE,
+    OOD_FILE,
+    PROBABILITIES,
+)
+
+if TYPE_CHECKING:
+    from braintumor.guard.ood import OodDetector
 
 BENTOFILE = "bentofile.yaml"
 MODEL_TAG_ENV = "BRAINTUMOR_MODEL_TAG"
@@ -43,17 +53,20 @@ def save_to_bentoml(
     name: str = MODEL_NAME,
     labels: dict[str, str] | None = None,
     int8_path: str | Path | None = None,
+    detector: OodDetector | None = None,
 ) -> str:
     """Save a model and its card as a new version in the BentoML model store.
 
     Args:
         model: A `.keras` file path, or a Keras model (saved with `model.save`).
         card: The model card, stored as the model's metadata and as `card.json`.
-        onnx_path: An ONNX export of the same model; when given, the service uses it.
+        onnx_path: The serving graph (`models.export.to_serving_onnx`) of the same model,
+            what the service runs.
         name: Model-store name.
         labels: Extra labels; `stage`, `backbone`, `model_version` and `runtime` are set.
-        int8_path: A quantized ONNX export that passed `optimize.accept_runtime`; when given,
-            the service uses it first.
+        int8_path: A quantized serving graph that passed `optimize.accept_runtime`; when
+            given, the service uses it first.
+        detector: The fitted OOD detector that `card.guard` describes (`ood.npz`).
 
     Returns:
         The new model tag, `name:version`.
@@ -66,6 +79,8 @@ def save_to_bentoml(
     for kind, path in (("ONNX", onnx_path), ("int8 ONNX", int8_path)):
         if path is not None and not Path(path).is_file():
             raise PackagingError(f"{kind} file {path} does not exist")
+    if (card.guard is None) != (detector is None):
+        raise PackagingError("card.guard and the OOD detector come together (fit_guard)")
     runtime = "onnx-int8" if int8_path else "onnx" if onnx_path else "keras"
     all_labels = {
         "stage": card.stage,
@@ -83,6 +98,8 @@ def save_to_bentoml(
         for source, file in ((onnx_path, ONNX_FILE), (int8_path, INT8_FILE)):
             if source is not None:
                 shutil.copyfile(source, stored.path_of(file))
+        if detector is not None:
+            detector.to_npz(stored.path_of(OOD_FILE))
         Path(stored.path_of(CARD_FILE)).write_text(json.dumps(card.to_metadata(), indent=2))
     return str(stored.tag)
 
@@ -172,14 +189,14 @@ def export_verified_onnx(
     parity_inputs: np.ndarray | None = None,
     atol: float = 1e-4,
 ) -> Path | None:
-    """Export `model` (a Keras model or `.keras` path) to ONNX and check it against Keras.
+    """Export `model` (a Keras model or `.keras` path) as the ONNX serving graph, with the
+    card's temperature, and check its probabilities against Keras.
 
     Parity is checked on `parity_inputs` (real preprocessed images are best) plus seeded
-    random images of the card's input shape. Returns the file, or None (with a warning
-    logged) when export is impossible or the outputs differ by more than `atol`: the
-    service then serves the Keras model, slower but the same answers.
+    random images of the card's input shape. Serving runs this graph only, so a failed
+    export or check is a `PackagingError`.
     """
-    from braintumor.models.export import ExportError, check_onnx_parity, to_onnx
+    from braintumor.models.export import ExportError, check_onnx_parity, to_serving_onnx
 
     keras_model = _keras(model)
     rng = np.random.default_rng(0)
@@ -188,11 +205,12 @@ def export_verified_onnx(
         inputs = np.concatenate([np.asarray(parity_inputs, np.float32), inputs])
     path = Path(folder) / ONNX_FILE
     try:
-        to_onnx(keras_model, path)
-        worst = check_onnx_parity(keras_model, path, inputs, atol=atol)
+        to_serving_onnx(keras_model, path, temperature=card.temperature)
+        worst = check_onnx_parity(
+            keras_model, path, inputs, atol=atol, temperature=card.temperature
+        )
     except (ExportError, ImportError) as exc:
-        logger.warning("serving without ONNX (Keras backend): %s", exc)
-        return None
+        raise PackagingError(f"cannot export the ONNX serving graph: {exc}") from exc
     logger.info("ONNX export matches Keras within %.1e on %d images", worst, len(inputs))
     return path
 
@@ -207,13 +225,13 @@ def quantize_verified(
 ) -> tuple[Path | None, RuntimeCheck | None]:
     """Quantize the ONNX export to int8 (calibrated on every other image of `images`) and
     keep it only if `accept_runtime` passes on all of `images` (F1 when `labels` are given).
-    `reference` is the Keras model's output on `images` when already computed.
+    `reference` is the float serving graph's output on `images` when already computed.
     """
     path = Path(folder) / INT8_FILE
     try:
         quantize_int8(onnx_path, images[::2], path)
         if reference is None:
-            reference = np.asarray(_keras(model)(np.asarray(images, np.float32), training=False))
+            reference = _onnx_probs(onnx_path, images)
         candidate = _onnx_probs(path, images)
     except Exception as exc:  # quantization is an optimisation: never fail packaging for it
         logger.warning("no int8 model (fp32 ONNX is served): quantization failed: %s", exc)
@@ -229,50 +247,56 @@ def quantize_verified(
 def package_model(
     model: Any,
     card: ModelCard,
-    onnx: bool | str | Path = True,
     quantize: bool = True,
     parity_inputs: np.ndarray | None = None,
     parity_labels: np.ndarray | None = None,
     calibrate: bool = True,
     build: bool = True,
     project_dir: str | Path | None = None,
+    guard: tuple[Any, OodDetector] | None = None,
 ) -> tuple[str, str | None]:
     """Save to the model store and (by default) build the Bento: `(model_tag, bento_tag)`.
 
-    This is what the pipeline's package step and `braintumor package` call.
+    This is what the pipeline's package step and `braintumor package` call. The serving
+    graph (ONNX, the card's temperature inside) is always exported and checked.
 
     Args:
         model: A `.keras` file or a Keras model.
-        card: Its model card (`runtime_checks`, and `temperature` when fitted, are set here).
-        onnx: True exports and verifies an ONNX copy (the fast serving path); a path ships
-            an existing export; False ships Keras only.
-        quantize: Also try an int8 ONNX model; it needs `parity_inputs` (real images, used
+        card: Its model card (`runtime_checks`, `guard`, and `temperature` when fitted here,
+            are set here).
+        quantize: Also try an int8 serving graph; it needs `parity_inputs` (real images, used
             to calibrate and to check it) and ships only if it answers like Keras: weighted
             F1 within 0.005 (with `parity_labels`) and the same class on >= 99.5% of images.
         parity_inputs: Preprocessed validation images (N, H, W, C); 100+ recommended.
         parity_labels: Their class indices, for the F1 check and the temperature.
-        calibrate: Fit the card's temperature on the labelled validation images (when the
-            card still has the neutral 1.0 and at least 50 labelled images are given).
+        calibrate: Fit the card's temperature on the labelled validation images when the
+            card still has the neutral 1.0, no guard was fitted on its probabilities, and at
+            least 50 labelled images are given.
         build: Also build the Bento.
         project_dir: Folder of bentofile.yaml (default: found from the working directory).
+        guard: `(GuardCard, OodDetector)` from `guard.fit.fit_guard` for this model and its
+            temperature; stored in the card and as `ood.npz`.
     """
+    from braintumor.evaluation.calibration import calibrate as tempered
+
     checks: dict[str, dict[str, Any]] = {}
     int8_path = None
     keras_model = _keras(model)  # loaded once; the original file is what gets saved
     x = reference = None
     if parity_inputs is not None and len(parity_inputs):
         x = np.asarray(parity_inputs, np.float32)
-        reference = np.asarray(keras_model(x, training=False))
-        if calibrate and parity_labels is not None and len(x) >= 50 and card.temperature == 1.0:
-            temperature = round(fit_temperature(reference, parity_labels), 4)
+        raw = np.asarray(keras_model(x, training=False))
+        can_fit = calibrate and guard is None and card.temperature == 1.0
+        if can_fit and parity_labels is not None and len(x) >= 50:
+            temperature = round(fit_temperature(raw, parity_labels), 4)
             logger.info("fitted temperature %.3f on %d validation images", temperature, len(x))
             card = card.model_copy(update={"temperature": temperature})
+        reference = tempered(raw, card.temperature)
+    if guard is not None:
+        card = card.model_copy(update={"guard": guard[0]})
     with tempfile.TemporaryDirectory(prefix="braintumor-onnx-") as scratch:
-        if onnx is True:
-            onnx_path = export_verified_onnx(keras_model, card, scratch, parity_inputs)
-        else:
-            onnx_path = Path(onnx) if onnx else None
-        if onnx_path is not None and x is not None:
+        onnx_path = export_verified_onnx(keras_model, card, scratch, parity_inputs)
+        if x is not None:
             checks["onnx"] = check_runtime(
                 "onnx", reference, _onnx_probs(onnx_path, x), parity_labels
             ).to_dict()
@@ -285,30 +309,30 @@ def package_model(
                         **int8_check.to_dict(),
                         "accepted": int8_path is not None,
                     }
-        elif quantize and onnx_path is not None:
+        elif quantize:
             logger.info("no int8 model: quantization needs parity_inputs (real images)")
         card = card.model_copy(update={"runtime_checks": checks})
-        model_tag = save_to_bentoml(model, card, onnx_path=onnx_path, int8_path=int8_path)
+        model_tag = save_to_bentoml(
+            model,
+            card,
+            onnx_path=onnx_path,
+            int8_path=int8_path,
+            detector=None if guard is None else guard[1],
+        )
     if not build:
         return model_tag, None
     return model_tag, build_bento(model_tag, project_dir=project_dir)
 
 
 def _keras(model: Any) -> Any:
-    from braintumor.serving.predictor import load_keras_model
+    from braintumor.models.saving import load_keras_model
 
     return load_keras_model(model) if isinstance(model, (str, Path)) else model
 
 
 def _onnx_probs(path: Path, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
+    from braintumor.serving.predictor import onnx_session
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: np.asarray(x, np.float32)})[0]
-
-
-def export_bento_dir(bento_tag: str) -> Path:
-    """Folder of a built Bento in the store (bento.yaml, src/, models/, env/docker/)."""
-    import bentoml
-
-    return Path(bentoml.get(bento_tag).path)
+    session = onnx_session(path)
+    feed = {session.get_inputs()[0].name: np.asarray(x, np.float32)}
+    return session.run([PROBABILITIES], feed)[0]

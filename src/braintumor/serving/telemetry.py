@@ -38,3 +38,19 @@ def count_prediction(label: str, needs_review: bool) -> None:
 
 def count_rejection(reason: str) -> None:
     rejections_counter().labels(reason=reason).inc()
+
+
+@cache
+def review_reasons_counter() -> Any:
+    import bentoml
+
+    return bentoml.metrics.Counter(
+        name="braintumor_review_reasons",
+        documentation="Answers flagged for review, by reason (an answer can have several)",
+        labelnames=["reason"],
+    )
+
+
+def count_review_reasons(reasons: list[str]) -> None:
+    for reason in reasons:
+        review_reasons_counter().labels(reason=reason).inc()

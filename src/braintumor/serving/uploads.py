@@ -24,6 +24,7 @@ NOT_A_FILE = "not_a_file"
 BAD_REQUEST = "bad_request"
 UNSUPPORTED_TYPE = "unsupported_content_type"
 TOO_MANY = "too_many_images"
+NOT_BRAIN_MRI = "not_a_brain_mri"  # the input checks failed and hard reject is on
 
 # Content types whose body is the image itself (curl --data-binary @scan.dcm).
 RAW_IMAGE_TYPES = ("image/", "application/dicom", "application/octet-stream")
@@ -42,6 +43,7 @@ STATUS_BY_REASON: dict[str, int] = {
     imaging.UNDECODABLE: 422,
     imaging.TOO_LARGE: 413,
     TOO_BIG: 413,
+    NOT_BRAIN_MRI: 422,
 }
 
 
@@ -123,7 +125,7 @@ def read_upload(
         data = bytes(source)
     _check_size(len(data), limits)
     try:
-        return decode_image(data, max_pixels=limits.max_pixels)
+        return decode_image(data, max_pixels=limits.max_pixels, measure_colour=True)
     except ImageDecodeError as exc:
         raise UploadRejected(exc.reason, exc.detail) from None
 

@@ -1,0 +1,53 @@
+"""Step: fit the winner's guard (OOD detector, its threshold, conformal sets) on the training
+and validation splits, with the temperature evaluate_winner fitted; it travels to packaging."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import keras
+import pandas as pd
+from zenml import log_metadata, step
+
+from braintumor.constants import (
+    ARTIFACT_ANSWER_REFERENCE,
+    ARTIFACT_GUARD,
+    ARTIFACT_OOD_DETECTOR,
+    CLASS_NAMES,
+)
+from braintumor.guard.fit import fit_model_guard
+from braintumor.guard.ood import OodDetector
+from braintumor.run_config import RunConfig
+from steps.materializers import ImageFolder
+
+
+@step
+def fit_guard(
+    best_model: keras.Model,
+    images: ImageFolder,
+    splits: pd.DataFrame,
+    test_metrics: dict,
+    winner: str,
+    run: dict[str, Any],
+    clahe: dict[str, Any],
+) -> tuple[
+    Annotated[dict, ARTIFACT_GUARD],
+    Annotated[OodDetector, ARTIFACT_OOD_DETECTOR],
+    Annotated[pd.DataFrame, ARTIFACT_ANSWER_REFERENCE],
+]:
+    """The guard of `best_model`; never reads the test split."""
+    run_config = RunConfig(**run)
+    config = run_config.guard
+    fitted = fit_model_guard(
+        best_model,
+        images.path,
+        splits,
+        run_config.training_config(winner, clahe).preprocess_spec(),
+        temperature=float(test_metrics["temperature"]),
+        class_names=CLASS_NAMES,
+        review_threshold=config.review_threshold,
+        settings=config.settings(),
+    )
+    card = fitted.card.model_dump(mode="json")
+    log_metadata(metadata={"guard": card}, infer_model=True)
+    return card, fitted.detector, fitted.answer_reference
