@@ -170,7 +170,7 @@ def runtime_parity(model_dir: Path, spec) -> dict:
     if not items:
         items = [(p, CLASS_ALIASES[p.parent.name.lower()]) for p in sample_images()]
     x, y = load_arrays(items, spec)
-    reference = Predictor(model_dir, backend="keras").predict(x)
+    reference = keras_probs(model_dir, x)
     result: dict = {"images": len(items), "images_from": source}
     for backend in ("onnx", "onnx-int8"):
         if (model_dir / FILES[backend]).is_file():
@@ -354,8 +354,8 @@ def http_benchmark(bento_tag: str, args) -> dict:
         served_runtime = httpx.get(f"{server.url}/metadata").json()["serving"]["backend"]
         log(f"server ready in {ready_s:.1f} s at {server.url}, serving {served_runtime}")
         with MemorySampler(server.process.pid) as memory:
-            # The workers load TensorFlow for /explain in the background: first explanation
-            # time, then wait for memory to settle before measuring anything.
+            # First explanation time (the float serving graph loads on first use), then wait
+            # for memory to settle before measuring anything.
             explain_started = time.perf_counter()
             image = images[0]
             httpx.post(
@@ -439,6 +439,7 @@ def batch_of(images: list[Path], size: int = 32) -> list[Path]:
 
 def own_in_process(model_dir: Path, spec, seconds: float) -> dict:
     """Model-only images/s of every runtime of the packaged model, batch 32 and batch 1."""
+    from braintumor.models.saving import load_keras_model
     from braintumor.preprocessing import load_and_preprocess
     from braintumor.serving.predictor import FILES, Predictor
 
@@ -450,13 +451,23 @@ def own_in_process(model_dir: Path, spec, seconds: float) -> dict:
         for threads in sorted({1, os.cpu_count() or 1}):
             predictor = Predictor(model_dir, backend=backend, threads=threads)
             key = f"{backend}_threads_{threads}"
-            result[f"{key}_batch32_images_per_s"] = timed_batches(predictor.predict_raw, x, seconds)
-            result[f"{key}_batch1_images_per_s"] = timed_batches(
-                predictor.predict_raw, x[:1], seconds
-            )
-    keras_predictor = Predictor(model_dir, backend="keras")
-    result["keras_batch32_images_per_s"] = timed_batches(keras_predictor.predict_raw, x, seconds)
+            result[f"{key}_batch32_images_per_s"] = timed_batches(predictor.infer, x, seconds)
+            result[f"{key}_batch1_images_per_s"] = timed_batches(predictor.infer, x[:1], seconds)
+    model = load_keras_model(model_dir / "model.keras")
+    result["keras_batch32_images_per_s"] = timed_batches(
+        lambda batch: model(batch, training=False), x, seconds
+    )
     return result
+
+
+def keras_probs(model_dir: Path, x: np.ndarray) -> np.ndarray:
+    """The Keras model's calibrated probabilities (what the serving graph must match)."""
+    from braintumor.evaluation.calibration import calibrate
+    from braintumor.models.saving import load_keras_model
+    from braintumor.serving.predictor import read_card
+
+    model = load_keras_model(model_dir / "model.keras")
+    return calibrate(np.asarray(model(x, training=False)), read_card(model_dir).temperature)
 
 
 def install_peers() -> Path:

@@ -171,10 +171,13 @@ def test_class_conditional_coverage_is_within_three_points_of_the_target():
     assert 1 < sets.sum(axis=1).mean() < 4  # informative: neither singletons nor everything
 
 
-def test_fit_thresholds_refuses_a_class_without_calibration_images():
-    probs = np.full((6, 3), 1 / 3)
-    with pytest.raises(ValueError, match=r"classes \[2\] have no calibration images"):
-        fit_thresholds(probs, np.array([0, 0, 1, 1, 0, 1]), 0.1)
+def test_a_class_without_calibration_images_is_always_in_the_set():
+    rng = np.random.default_rng(7)
+    probs, labels = noisy_probs(rng, 200, classes=3)
+    keep = labels != 2
+    thresholds = fit_thresholds(probs[keep], labels[keep], 0.1)
+    assert thresholds[2] == 1.0 and thresholds[:2].max() < 1.0
+    assert prediction_sets(probs, thresholds)[:, 2].all()
     with pytest.raises(ValueError, match="error rate"):
         fit_thresholds(probs, np.array([0, 1, 2, 0, 1, 2]), 1.5)
 

@@ -146,6 +146,18 @@ def test_drifted_confidence_alone_raises_the_alarm():
     assert not drift_report(reference, current, policy=without_critical).drifted
 
 
+def test_a_rising_share_of_out_of_distribution_answers_alone_raises_the_alarm():
+    """The guard's flag, logged with every answer, against the validation reference."""
+    rng = np.random.default_rng(1)
+    n = 120
+    base = {"intensity_mean": rng.normal(50, 5, n), "sharpness": rng.normal(300, 30, n)}
+    reference = pd.DataFrame({**base, "out_of_distribution": (rng.random(n) < 0.05) * 1.0})
+    current = pd.DataFrame({**base, "out_of_distribution": (rng.random(n) < 0.4) * 1.0})
+    result = drift_report(reference, current)
+    assert result.drifted and result.drifted_columns == ["out_of_distribution"]
+    assert any("critical column out_of_distribution" in r for r in result.reasons)
+
+
 def test_predicted_label_is_compared_as_a_category():
     labels = ["glioma", "meningioma", "notumor", "pituitary"]
     reference = pd.DataFrame({"predicted_label": labels * 15, "confidence": [0.9] * 60})

@@ -69,6 +69,18 @@ def test_smoke_run_trains_gates_promotes_and_records_lineage(first_run) -> None:
     assert metadata["test_weighted_f1"] == pytest.approx(outcome.test_metrics["weighted_f1"])
     assert version.get_artifact("best_model") is not None
     assert outcome.packaged.get("packaged") and outcome.packaged["bento_tag"], outcome.packaged
+    # The guard travels with the version: its card entry, and the drift reference with the
+    # model's answers on the validation images (confidence, OOD score, OOD flag).
+    guard = version.get_artifact("guard").load()
+    assert guard["false_review_rate"] == 0.05 and "any" in guard["validation_rates"]
+    reference = version.get_artifact("answer_reference").load()
+    assert {"confidence", "ood_score", "out_of_distribution", "intensity_mean"} <= set(
+        reference.columns
+    )
+    import bentoml
+
+    card = bentoml.models.get(outcome.packaged["model_tag"]).info.metadata
+    assert card["guard"] == guard and card["temperature"] == outcome.test_metrics["temperature"]
     html = outcome.report_path.read_text()
     assert "Leaderboard" in html and "Grad-CAM" in html and outcome.winner in html
 

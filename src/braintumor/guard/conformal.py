@@ -42,25 +42,21 @@ def fit_thresholds(cal_probs: np.ndarray, cal_labels: np.ndarray, error_rate: fl
     """Per class, the largest non-conformity score (1 - p) that crepes keeps in the set.
 
     crepes' inclusion only changes at calibration scores, so asking it about each class's
-    own calibration scores (and 1.0) finds the exact threshold. -1.0: the class is never
-    included (too few calibration images of it for this error rate).
+    own calibration scores (and 1.0) finds the exact threshold. A class without calibration
+    images gets 1.0: always in the set, since nothing vouches for leaving it out.
     """
     cal_probs, cal_labels = np.asarray(cal_probs, np.float64), np.asarray(cal_labels)
     if not 0.0 < error_rate < 1.0:
         raise ValueError(f"error rate must be in (0, 1), not {error_rate}")
     n_classes = cal_probs.shape[1]
-    missing = sorted(set(range(n_classes)) - set(cal_labels.tolist()))
-    if missing:
-        raise ValueError(f"classes {missing} have no calibration images")
     cal_scores = nonconformity(cal_probs)[np.arange(len(cal_labels)), cal_labels]
-    thresholds = np.full(n_classes, -1.0)
-    for c in range(n_classes):
+    thresholds = np.full(n_classes, 1.0)
+    for c in sorted(set(cal_labels.tolist())):
         candidates = np.unique(np.r_[cal_scores[cal_labels == c], 1.0])
         probe = np.zeros((len(candidates), n_classes))
         probe[:, c] = 1.0 - candidates
         kept = crepes_sets(cal_probs, cal_labels, probe, error_rate)[:, c].astype(bool)
-        if kept.any():
-            thresholds[c] = float(candidates[kept].max())
+        thresholds[c] = float(candidates[kept].max()) if kept.any() else -1.0
     return thresholds
 
 
