@@ -255,22 +255,25 @@ def scores_of(result: dict, detectors: dict) -> dict[str, np.ndarray]:
 # --- serving cost ----------------------------------------------------------------------------
 
 
-def serving_cost(bento_tag: str, sample: list[Path], duration: float) -> dict:
-    """The Bento served on loopback: ready time, latency, throughput, memory."""
+def serving_cost(bento_tag: str, sample: list[Path], duration: float, workers: int) -> dict:
+    """The Bento served on loopback with `workers` worker processes: ready time, latency,
+    throughput, memory."""
     import httpx
     import serving as http  # benchmarks/serving.py: the load client and memory sampler
 
     from braintumor.serving.local import free_port, serving
 
     port = free_port()
+    (ROOT / "benchmarks" / ".work").mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRAINTUMOR_")}
+    env["BRAINTUMOR_WORKERS"] = str(workers)
     requests = [
         http.multipart_request("/predict", f"127.0.0.1:{port}", "image", p.name, p.read_bytes())
         for p in sample
     ]
     started = time.perf_counter()
     with serving(
-        bento_tag, port=port, env=env, log=ROOT / "benchmarks" / ".abstention-serve.log"
+        bento_tag, port=port, env=env, log=ROOT / "benchmarks" / ".work" / "abstention-serve.log"
     ) as server:
         ready = time.perf_counter() - started
         metadata = httpx.get(f"{server.url}/metadata").json()
@@ -292,7 +295,7 @@ def serving_cost(bento_tag: str, sample: list[Path], duration: float) -> dict:
     return {
         "bento": bento_tag,
         "served_runtime": metadata["serving"]["backend"],
-        "workers": int(os.environ.get("BRAINTUMOR_WORKERS", "2")),
+        "workers": workers,
         "serve_to_readyz_seconds": round(ready, 2),
         "single_client": single,
         "eight_clients": eight,
@@ -329,6 +332,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per load phase")
     parser.add_argument("--skip-serving", action="store_true")
+    parser.add_argument(
+        "--workers", default="1,2", help="server worker counts to measure (comma-separated)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "abstention.json")
     return parser.parse_args(argv)
 
@@ -484,8 +490,14 @@ def main(argv: list[str] | None = None) -> dict:
         sample = sorted(
             p for p in (ROOT / "tests/data/sample").glob("*/*/*.jpg") if "planted" not in p.name
         )
-        figures["serving"] = serving_cost(bento_tag, sample, args.duration)
-        log(f"serving: {figures['serving']['eight_clients']['throughput_rps']} req/s at 8 clients")
+        figures["serving"] = {}
+        for workers in (int(w) for w in args.workers.split(",")):
+            cost = serving_cost(bento_tag, sample, args.duration, workers)
+            figures["serving"][f"workers_{workers}"] = cost
+            log(
+                f"serving, {workers} worker(s): {cost['eight_clients']['throughput_rps']} req/s "
+                f"at 8 clients, RSS {cost['memory']['rss_mb_after_warmup']} MB"
+            )
     write_results("abstention", figures, command, target=args.out, commit=commit)
     log(f"wrote {args.out}")
     return figures

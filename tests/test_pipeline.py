@@ -79,8 +79,11 @@ def test_smoke_run_trains_gates_promotes_and_records_lineage(first_run) -> None:
     )
     import bentoml
 
+    from braintumor.guard.review import GuardCard
+
     card = bentoml.models.get(outcome.packaged["model_tag"]).info.metadata
-    assert card["guard"] == guard and card["temperature"] == outcome.test_metrics["temperature"]
+    assert GuardCard.model_validate(card["guard"]) == GuardCard.model_validate(guard)
+    assert card["temperature"] == outcome.test_metrics["temperature"]
     html = outcome.report_path.read_text()
     assert "Leaderboard" in html and "Grad-CAM" in html and outcome.winner in html
 

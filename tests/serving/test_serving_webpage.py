@@ -1,6 +1,7 @@
 """The web page in a real headless Chromium (Debian's package, driven by Playwright): upload
-an MRI slice, see the label, the probability bars, the review flag and the Grad-CAM overlay
-next to the input. Skips when Chromium is not installed (`apt-get install -y chromium`)."""
+an MRI slice, see the label, the probability bars, the review flag with its reasons and the
+Grad-CAM overlay next to the input. Skips when Chromium is not installed
+(`apt-get install -y chromium`)."""
 
 from __future__ import annotations
 
@@ -68,4 +69,20 @@ def test_bad_upload_shows_the_reason(browser, served_bento, tmp_path):
     page.wait_for_function("document.getElementById('error').textContent.length > 0")
     assert "not a recognised image format" in page.text_content("#error")
     assert "shown" not in (page.get_attribute("#result", "class") or "")
+    page.close()
+
+
+def test_a_flagged_upload_shows_why_it_needs_review(browser, served_bento, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (96, 96), dtype=np.uint8)).save(noise)
+    page = browser.new_page()
+    page.goto(served_bento + "/")
+    page.set_input_files("#file", str(noise))
+    page.wait_for_selector("#result.shown", timeout=30_000)
+    review = page.text_content("#review")
+    assert "Needs review" in review and "does not look like a brain MRI slice" in review
+    assert "noise_like" in page.text_content("#details")
     page.close()

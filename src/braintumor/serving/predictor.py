@@ -99,6 +99,9 @@ def onnx_session(path: str | Path, threads: int | None = None) -> Any:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1
+    # Without the arena, memory goes back after each run: a batch of 32 otherwise leaves
+    # ~180 MB reserved per session for good (measured), at no visible cost in speed.
+    options.enable_cpu_mem_arena = False
     if threads:
         options.intra_op_num_threads = int(threads)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
