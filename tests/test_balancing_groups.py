@@ -113,3 +113,28 @@ def test_split_arrays_can_carry_a_group_column(sample_dir: Path) -> None:
     splits.loc[splits[splits.status == "kept"].index[0], "appearance_group"] = None
     with pytest.raises(DatasetError, match="no value in the group column"):
         load_split_arrays(splits, sample_dir, spec, group_column="appearance_group")
+
+
+def test_training_config_turns_on_balancing_within_appearance_groups():
+    from pydantic import ValidationError
+
+    from braintumor.training.config import BalancingConfig
+
+    assert BalancingConfig().appearance_groups is False
+    assert BalancingConfig(appearance_groups=True).group_max_weight == 10.0
+    with pytest.raises(ValidationError, match="class_weight only"):
+        BalancingConfig(appearance_groups=True, strategy="oversample")
+
+
+def test_appearance_groups_of_training_arrays_use_the_audit_rule(sample_dir):
+    from braintumor.integrity.appearance import GROUPS, appearance_table, sequence_group
+    from braintumor.preprocessing import PreprocessSpec, load_and_preprocess
+    from braintumor.training.trainer import appearance_groups
+
+    spec = PreprocessSpec(image_size=96, channels=1)
+    paths = [p for p in sorted(sample_dir.glob("*/*/*.jpg")) if "planted" not in p.name]
+    x = np.stack([load_and_preprocess(p, spec) for p in paths])
+    groups = appearance_groups(x)
+    assert len(groups) == len(paths) and set(groups) <= set(GROUPS)
+    expected = sequence_group(appearance_table([image[..., 0].astype(np.uint8) for image in x]))
+    assert list(groups) == list(expected)

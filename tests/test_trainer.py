@@ -131,6 +131,23 @@ def test_balancing_and_focal_loss_reach_the_training_loop(data) -> None:
     assert isinstance(result.model.loss, keras.losses.CategoricalFocalCrossentropy)
 
 
+def test_balancing_within_appearance_groups_reaches_the_training_loop(data, monkeypatch) -> None:
+    from braintumor.training import balancing, trainer
+
+    seen = {}
+    real = balancing.group_class_weights
+
+    def spy(y, groups, num_classes, max_weight=10.0):
+        seen["groups"] = groups
+        return real(y, groups, num_classes, max_weight)
+
+    monkeypatch.setattr(balancing, "group_class_weights", spy)
+    monkeypatch.setattr(trainer, "appearance_groups", lambda x: np.arange(len(x)) % 2)
+    config = small_config(epochs=1, balancing={"appearance_groups": True, "group_max_weight": 3})
+    train_model(config, data, progress=None)
+    assert len(seen["groups"]) == len(data[0].y)
+
+
 def test_mixed_precision_trains_in_float16_and_returns_a_float32_model(data, monkeypatch) -> None:
     from braintumor.training import trainer
 

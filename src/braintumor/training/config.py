@@ -79,7 +79,18 @@ class BalancingConfig(_Strict):
     target_ratio: float = Field(1.0, gt=0, le=1)
     smote_neighbors: int = Field(5, ge=1)
     smote_image_size: int = Field(32, ge=8)  # neighbours are searched on pixels this small
+    # Weight images so that classes are balanced within each appearance group (the audit's
+    # sequence-type proxy, `integrity.appearance.sequence_group`, computed on the training
+    # images as loaded): no group (nearly) single-class in any epoch. class_weight only.
+    appearance_groups: bool = False
+    group_max_weight: float = Field(10.0, ge=1)
     focal: FocalConfig = FocalConfig()
+
+    @model_validator(mode="after")
+    def _groups_need_class_weight(self) -> BalancingConfig:
+        if self.appearance_groups and self.strategy != "class_weight":
+            raise ValueError("balancing.appearance_groups works with strategy class_weight only")
+        return self
 
 
 class AugmentationConfig(_Strict):

@@ -381,6 +381,8 @@ def train_model(
         smote_neighbors=bal.smote_neighbors,
         smote_image_size=bal.smote_image_size,
         seed=config.seed,
+        groups=appearance_groups(train.x) if bal.appearance_groups else None,
+        group_max_weight=bal.group_max_weight,
     )
     batch_size = config.batch_size * max(1, strategy.num_replicas_in_sync)
     train_ds = make_dataset(
@@ -503,6 +505,15 @@ def refit_class_bias(model, val: ArraySplit, min_per_class: int = 10) -> list[fl
     shift_class_logits(model, shift)
     log.info("class logit offsets refitted on %d validation images: %s", len(val), shift.round(3))
     return [float(v) for v in shift]
+
+
+def appearance_groups(x: np.ndarray) -> np.ndarray:
+    """The audit's sequence-type group (t1_like, t2_like, bright_tissue) of each training
+    image (N, H, W, C) in [0, 255], for `balancing.appearance_groups`."""
+    from braintumor.integrity.appearance import appearance_table, sequence_group
+
+    grays = [np.clip(image[..., 0], 0, 255).astype(np.uint8) for image in np.asarray(x)]
+    return sequence_group(appearance_table(grays)).to_numpy()
 
 
 def predict_proba(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
