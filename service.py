@@ -3,13 +3,15 @@
 Endpoints: POST /predict, /predict_batch (adaptive batching), /explain (Grad-CAM); GET /
 (web page), /metadata, /healthz, /readyz, /metrics (Prometheus). All logic lives in
 `braintumor.serving` and `braintumor.guard`; this file wires it into BentoML. It runs the
-model's ONNX serving graph and imports neither TensorFlow nor Keras. Configuration:
-environment variables documented in `braintumor/serving/config.py` (BRAINTUMOR_MODEL_TAG picks
-the model).
+model's ONNX serving graph and imports neither TensorFlow nor Keras. Every answer carries a
+request id (`X-Request-ID`, `request_id`) and is one line of the prediction log; API keys are
+optional. Configuration: environment variables documented in `braintumor/serving/config.py`
+(BRAINTUMOR_MODEL_TAG picks the model).
 """
 
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,13 @@ from braintumor.guard.input_checks import failed_checks  # noqa: E402
 from braintumor.monitoring.features import answer_columns  # noqa: E402
 from braintumor.monitoring.prediction_log import PredictionLogger  # noqa: E402
 from braintumor.preprocessing import preprocess  # noqa: E402
+from braintumor.serving.audit import (  # noqa: E402
+    AuditTrail,
+    RequestIdMiddleware,
+    new_request_id,
+    request_id_of,
+)
+from braintumor.serving.auth import ApiKeyMiddleware  # noqa: E402
 from braintumor.serving.config import ServingConfig  # noqa: E402
 from braintumor.serving.explain import b64, encode_png, overlay  # noqa: E402
 from braintumor.serving.guard import Guard  # noqa: E402
@@ -50,9 +59,10 @@ from braintumor.serving.telemetry import (  # noqa: E402
 from braintumor.serving.uploads import (  # noqa: E402
     NOT_BRAIN_MRI,
     BodySizeLimitMiddleware,
+    Upload,
     UploadRejected,
     read_request_images,
-    read_upload,
+    read_upload_with_digest,
 )
 from braintumor.serving.web import make_web_app  # noqa: E402
 
@@ -68,6 +78,13 @@ def _current_metadata() -> dict:
     return service.describe()
 
 
+def _uploads(images: list[bytes | UploadRejected], request: Any) -> list[Upload | UploadRejected]:
+    """Each received image with its request's id (from RequestIdMiddleware), so the id
+    travels with it through adaptive batching."""
+    request_id = request_id_of(request.scope)
+    return [Upload(image, request_id) if isinstance(image, bytes) else image for image in images]
+
+
 # Upload parsing is ours, not BentoML's generic multipart handling: it enforces the size
 # limits, accepts raw image bodies and never fetches a URL sent in place of a file. The schemas
 # still declare file fields, so OpenAPI and BentoML's clients see the usual multipart API.
@@ -77,7 +94,9 @@ class ImageInput(bentoml.IODescriptor):
     @classmethod
     async def from_http_request(cls, request: Any, serde: Any) -> "ImageInput":
         try:
-            images = await read_request_images(request, "image", CONFIG.limits, max_files=1)
+            images = _uploads(
+                await read_request_images(request, "image", CONFIG.limits, max_files=1), request
+            )
         except UploadRejected as exc:
             images = [exc]
         return cls.model_construct(image=images[0])
@@ -97,7 +116,7 @@ class BatchInput(bentoml.IODescriptor):
             raise ValidationError.from_exception_data(
                 "predict_batch", [{**error, "input": None}]
             ) from None
-        return cls.model_construct(images=images)
+        return cls.model_construct(images=_uploads(images, request))
 
 
 def _rejection(exc: UploadRejected) -> JSONResponse:
@@ -151,26 +170,36 @@ class BrainTumorClassifier:
             },
         }
 
-    def _read(self, image: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """(decoded gray slice, model input, failed input checks) of one upload; raises
-        UploadRejected (also for a failed check when hard reject is on)."""
-        decoded = read_upload(image, CONFIG.limits)
+    def _read(self, image: Any) -> tuple[np.ndarray, np.ndarray, list[str], AuditTrail]:
+        """(decoded gray slice, model input, failed input checks, audit trail) of one upload;
+        raises UploadRejected (also for a failed check when hard reject is on). An upload
+        passed in directly, not through HTTP, gets a new request id."""
+        received = image.received_at if isinstance(image, Upload) else time.perf_counter()
+        request_id = (image.request_id if isinstance(image, Upload) else None) or new_request_id()
+        decoded, sha256 = read_upload_with_digest(image, CONFIG.limits)
         failed = failed_checks(decoded.pixels, decoded.colourfulness)
         if failed and CONFIG.reject_not_mri:
             raise UploadRejected(
                 NOT_BRAIN_MRI,
                 f"this does not look like a brain MRI slice (failed checks: {', '.join(failed)})",
             )
-        return decoded.pixels, preprocess(decoded.pixels, self.spec), failed
+        trail = AuditTrail(request_id, sha256, received)
+        return decoded.pixels, preprocess(decoded.pixels, self.spec), failed, trail
 
     def _answers(
-        self, grays: list[np.ndarray], tensors: list[np.ndarray], failed: list[list[str]]
+        self,
+        grays: list[np.ndarray],
+        tensors: list[np.ndarray],
+        failed: list[list[str]],
+        trails: list[AuditTrail],
     ) -> list[Prediction]:
         """Run the model and the guard on a batch of read uploads, count and log them."""
         outputs = self.predictor.infer(np.stack(tensors))
         assessments = self.guard.assess(outputs, failed, self.card.class_names, self.threshold)
         answers = []
-        for gray, probs, assessment in zip(grays, outputs.probabilities, assessments, strict=True):
+        for gray, probs, assessment, trail in zip(
+            grays, outputs.probabilities, assessments, trails, strict=True
+        ):
             prediction = make_prediction(
                 probs,
                 self.card.class_names,
@@ -178,10 +207,20 @@ class BrainTumorClassifier:
                 self.card.model_version,
                 self.model_tag,
                 assessment,
+                request_id=trail.request_id,
             )
             count_prediction(prediction.label, prediction.needs_review)
             count_review_reasons(prediction.review_reasons)
-            self.prediction_log.log(gray, probs, answer_columns=answer_columns(prediction))
+            self.prediction_log.log(
+                gray,
+                probs,
+                request_id=trail.request_id,
+                answer_columns=answer_columns(prediction),
+                input_sha256=trail.input_sha256,
+                needs_review=prediction.needs_review,
+                review_reasons=prediction.review_reasons,
+                latency_ms=trail.latency_ms(),
+            )
             answers.append(prediction)
         return answers
 
@@ -190,10 +229,10 @@ class BrainTumorClassifier:
         """One image (JPEG, PNG, TIFF, BMP or DICOM) -> label, probabilities, prediction
         set, review flag and its reasons."""
         try:
-            gray, tensor, failed = self._read(image)
+            gray, tensor, failed, trail = self._read(image)
         except UploadRejected as exc:
             return _rejection(exc)
-        return self._answers([gray], [tensor], [failed])[0]
+        return self._answers([gray], [tensor], [failed], [trail])[0]
 
     @bentoml.api(
         route="/predict_batch",
@@ -206,10 +245,10 @@ class BrainTumorClassifier:
         """Several images in one request (repeat the `images` field); concurrent requests are
         batched together. A refused image gets its own error and does not fail the others."""
         items: list[BatchItem | None] = [None] * len(images)
-        grays, tensors, failures, positions = [], [], [], []
+        grays, tensors, failures, trails, positions = [], [], [], [], []
         for position, image in enumerate(images):
             try:
-                gray, tensor, failed = self._read(image)
+                gray, tensor, failed, trail = self._read(image)
             except UploadRejected as exc:
                 count_rejection(exc.reason)
                 items[position] = BatchItem(ok=False, error=ErrorBody(**exc.to_body()))
@@ -217,9 +256,10 @@ class BrainTumorClassifier:
             grays.append(gray)
             tensors.append(tensor)
             failures.append(failed)
+            trails.append(trail)
             positions.append(position)
         if tensors:
-            answers = self._answers(grays, tensors, failures)
+            answers = self._answers(grays, tensors, failures, trails)
             for position, answer in zip(positions, answers, strict=True):
                 items[position] = BatchItem(ok=True, prediction=answer)
         return items
@@ -229,10 +269,10 @@ class BrainTumorClassifier:
         """One image -> the prediction plus a Grad-CAM overlay of the predicted class (PNG),
         computed from the ONNX serving graph."""
         try:
-            gray, tensor, failed = self._read(image)
+            gray, tensor, failed, trail = self._read(image)
         except UploadRejected as exc:
             return _rejection(exc)
-        prediction = self._answers([gray], [tensor], [failed])[0]
+        prediction = self._answers([gray], [tensor], [failed], [trail])[0]
         index = self.card.class_names.index(prediction.label)
         try:
             heatmap = self.predictor.explain(tensor, class_index=index)
@@ -248,6 +288,11 @@ class BrainTumorClassifier:
         )
 
 
+# Outermost first: every answer, a 401 or 413 included, carries its X-Request-ID; keys are
+# checked before a body is read.
+BrainTumorClassifier.add_asgi_middleware(RequestIdMiddleware)
+if CONFIG.api_keys:
+    BrainTumorClassifier.add_asgi_middleware(ApiKeyMiddleware, keys=CONFIG.api_keys)
 BrainTumorClassifier.add_asgi_middleware(
     BodySizeLimitMiddleware, max_bytes=CONFIG.limits.max_request_bytes
 )

@@ -1,7 +1,9 @@
-"""The prediction log round-trips, survives concurrent appends and tells where it is broken."""
+"""The prediction log round-trips, survives concurrent appends and tells where it is broken;
+version 2 records the audit trail, version 1 lines still read, old daily files expire."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -15,10 +17,12 @@ import pytest
 
 from braintumor.monitoring.features import IMAGE_FEATURES, image_features
 from braintumor.monitoring.prediction_log import (
+    SCHEMA_VERSION,
     PredictionLogError,
     PredictionLogger,
     append_prediction_log,
     daily_log_path,
+    expired_logs,
     prediction_record,
     read_prediction_log,
 )
@@ -69,7 +73,7 @@ def test_each_record_is_one_json_line(tmp_path: Path):
     append_prediction_log(log, rec)
     lines = log.read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0]) == rec
-    assert rec["v"] == 1 and rec["request_id"] == "req-0"
+    assert rec["v"] == SCHEMA_VERSION == 2 and rec["request_id"] == "req-0"
 
 
 def test_concurrent_appends_keep_every_line_whole(tmp_path: Path):
@@ -179,3 +183,114 @@ def test_the_service_path_does_not_import_pandas():
     src = Path(__file__).resolve().parents[1] / "src"
     env = {**os.environ, "PYTHONPATH": str(src)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_an_audit_record_holds_what_the_service_answered(tmp_path: Path):
+    digest = hashlib.sha256(b"the upload").hexdigest()
+    rec, _ = record(
+        input_sha256=digest,
+        needs_review=True,
+        review_reasons=("low_confidence", "ambiguous"),
+        latency_ms=12.34567,
+    )
+    assert rec["input_sha256"] == digest and rec["latency_ms"] == 12.346
+    assert rec["needs_review"] is True and rec["review_reasons"] == ["low_confidence", "ambiguous"]
+    log = tmp_path / "p.jsonl"
+    append_prediction_log(log, rec)
+    assert json.loads(log.read_text()) == rec
+    with pytest.raises(PredictionLogError, match="sha256"):
+        record(input_sha256="not-a-digest")
+    with pytest.raises(PredictionLogError, match="latency_ms"):
+        record(latency_ms=-1.0)
+
+
+def test_version_1_lines_are_still_read_next_to_version_2(tmp_path: Path):
+    v1 = {  # as the service wrote it before the audit keys
+        "v": 1,
+        "timestamp": "2026-11-19T08:15:02.123456+00:00",
+        "model_version": "3",
+        "predicted_label": "glioma",
+        "confidence": 0.91,
+        "probabilities": {"glioma": 0.91, "meningioma": 0.05, "notumor": 0.01, "pituitary": 0.03},
+        "features": {"width": 512.0, "height": 512.0},
+    }
+    log = tmp_path / "p.jsonl"
+    log.write_text(json.dumps(v1) + "\n")
+    v2, _ = record(0, input_sha256="0" * 64, needs_review=False, review_reasons=[], latency_ms=3.0)
+    append_prediction_log(log, v2)
+    frame = read_prediction_log(log)
+    assert len(frame) == 2 and frame.attrs["skipped_lines"] == 0
+    assert list(frame["model_version"]) == ["3", "3"]
+    assert frame.loc[0, "predicted_label"] == "glioma" and frame.loc[0, "width"] == 512.0
+    assert frame.loc[0, "confidence"] == pytest.approx(0.91)
+
+
+def test_a_logged_line_is_whole_on_disk_when_log_returns(tmp_path: Path):
+    logger = PredictionLogger(tmp_path, model_version=7)
+    gray = np.random.default_rng(1).integers(0, 255, (64, 64), dtype=np.uint8)
+    digest = hashlib.sha256(b"x").hexdigest()
+    for i in range(3):
+        logger.log(gray, [0.1, 0.2, 0.6, 0.1], request_id=f"r{i}", input_sha256=digest)
+        # Another handle (as after the process stopped) sees the whole line at once.
+        with open(daily_log_path(tmp_path), "rb") as other:
+            lines = other.read().split(b"\n")
+        assert lines[-1] == b"" and len(lines) == i + 2  # every line ends with its newline
+        assert json.loads(lines[i])["request_id"] == f"r{i}"
+    assert logger.failures == 0
+
+
+def test_expired_logs_are_the_daily_files_older_than_the_retention(tmp_path: Path):
+    today = date(2026, 11, 20)
+    for age in (0, 1, 89, 90, 91, 400):
+        daily_log_path(tmp_path, today - timedelta(days=age)).write_text("")
+    (tmp_path / "predictions-2020-01-01.jsonl.bak").write_text("")  # not a daily log
+    (tmp_path / "notes.jsonl").write_text("")
+    (tmp_path / "predictions-2020-13-45.jsonl").write_text("")  # no such day
+    expired = expired_logs(tmp_path, today, 90)
+    ages = sorted((today - date.fromisoformat(p.stem[len("predictions-") :])).days for p in expired)
+    assert ages == [90, 91, 400]  # 90 days kept: today and the 89 before it
+    assert [p.name for p in expired_logs(tmp_path, today, 1)] == [
+        daily_log_path(tmp_path, today - timedelta(days=age)).name for age in (400, 91, 90, 89, 1)
+    ]
+    assert expired_logs(tmp_path, today, 0) == []  # 0: keep forever
+    assert expired_logs(tmp_path / "missing", today, 90) == []
+    with pytest.raises(ValueError, match="0 \\(keep forever\\)"):
+        expired_logs(tmp_path, today, -1)
+
+
+def test_the_logger_deletes_expired_files_when_it_opens_a_new_day(tmp_path: Path):
+    today = datetime.now(UTC).date()
+    old = daily_log_path(tmp_path, today - timedelta(days=3))
+    kept = daily_log_path(tmp_path, today - timedelta(days=2))
+    other = tmp_path / "keep-me.jsonl"
+    for path in (old, kept, other):
+        path.write_text("")
+    logger = PredictionLogger.from_env(
+        model_version=7,
+        environ={
+            "BRAINTUMOR_PREDICTION_LOG_DIR": str(tmp_path),
+            "BRAINTUMOR_PREDICTION_LOG_RETENTION_DAYS": "3",
+        },
+    )
+    assert logger.retention_days == 3
+    gray = np.zeros((16, 16), dtype=np.uint8)
+    logger.log(gray, [0.25] * 4)
+    assert not old.exists() and kept.exists() and other.exists()
+    assert daily_log_path(tmp_path, today).exists()
+    old.write_text("")  # the same day again: no second sweep
+    logger.log(gray, [0.25] * 4)
+    assert old.exists() and logger.failures == 0
+    forever = PredictionLogger.from_env(
+        model_version=7,
+        environ={
+            "BRAINTUMOR_PREDICTION_LOG_DIR": str(tmp_path),
+            "BRAINTUMOR_PREDICTION_LOG_RETENTION_DAYS": "0",
+        },
+    )
+    forever.log(gray, [0.25] * 4)
+    assert old.exists()
+    assert PredictionLogger.from_env(model_version=7, environ={}).retention_days == 90
+    with pytest.raises(ValueError, match="whole number of days"):
+        PredictionLogger.from_env(
+            model_version=7, environ={"BRAINTUMOR_PREDICTION_LOG_RETENTION_DAYS": "ninety"}
+        )

@@ -147,9 +147,18 @@ def test_served_bento_batches_concurrent_requests(served_bento, sample_arrays):
     _, _, paths = sample_arrays
     files = [("images", (p.name, p.read_bytes())) for p in paths[:2]]
 
-    def call(_: int) -> list[dict]:
-        response = httpx.post(f"{served_bento}/predict_batch", files=files, timeout=30)
+    def call(number: int) -> list[dict]:
+        request_id = f"concurrent-{number}"
+        response = httpx.post(
+            f"{served_bento}/predict_batch",
+            files=files,
+            headers={"X-Request-ID": request_id},
+            timeout=30,
+        )
         assert response.status_code == 200, response.text
+        # Requests batched together keep their own ids, in the header and in each answer.
+        assert response.headers["x-request-id"] == request_id
+        assert [item["prediction"]["request_id"] for item in response.json()] == [request_id] * 2
         return response.json()
 
     with ThreadPoolExecutor(8) as pool:

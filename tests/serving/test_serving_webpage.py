@@ -86,3 +86,102 @@ def test_a_flagged_upload_shows_why_it_needs_review(browser, served_bento, tmp_p
     assert "Needs review" in review and "does not look like a brain MRI slice" in review
     assert "noise_like" in page.text_content("#details")
     page.close()
+
+
+@pytest.fixture
+def keyed_page_server():
+    """The real page and its /metadata behind the API-key and request-id middlewares, with a
+    stand-in /explain, served by uvicorn on a loopback port; yields the base URL."""
+    import base64
+    import io
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from PIL import Image
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Mount, Route
+
+    from braintumor.serving.audit import RequestIdMiddleware, request_id_of
+    from braintumor.serving.auth import ApiKeyMiddleware
+    from braintumor.serving.web import make_web_app
+
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8), 128).save(buffer, "PNG")
+    png = base64.b64encode(buffer.getvalue()).decode()
+    metadata = {
+        "model_version": "7",
+        "backbone": "tiny_cnn",
+        "stage": "production",
+        "metrics": {"weighted_f1": 0.5},
+        "serving": {"input_shape": [64, 64, 1]},
+    }
+
+    async def explain(request):
+        probabilities = {"glioma": 0.7, "meningioma": 0.1, "notumor": 0.1, "pituitary": 0.1}
+        return JSONResponse(
+            {
+                "label": "glioma",
+                "confidence": 0.7,
+                "probabilities": probabilities,
+                "needs_review": False,
+                "review_reasons": [],
+                "prediction_set": ["glioma"],
+                "failed_checks": [],
+                "ood_score": 0.1,
+                "model_version": "7",
+                "request_id": request_id_of(request.scope),
+                "explained_class": "glioma",
+                "overlay_png": png,
+                "input_png": png,
+            }
+        )
+
+    inner = Starlette(
+        routes=[
+            Route("/explain", explain, methods=["POST"]),
+            Mount("/", make_web_app(lambda: metadata)),
+        ]
+    )
+    app = RequestIdMiddleware(ApiKeyMiddleware(inner, keys=["page-key"]))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the page server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_with_api_keys_the_page_asks_once_and_sends_the_key(browser, keyed_page_server, tmp_path):
+    from PIL import Image
+
+    asked = []
+
+    def answer(dialog) -> None:
+        asked.append(dialog.message)
+        dialog.accept("page-key")
+
+    page = browser.new_page()
+    page.on("dialog", answer)
+    page.goto(keyed_page_server + "/")  # the page itself needs no key
+    page.wait_for_function("document.getElementById('model').textContent.includes('Model 7')")
+    slice_file = tmp_path / "slice.png"
+    Image.new("L", (64, 64), 100).save(slice_file)
+    page.set_input_files("#file", str(slice_file))
+    page.wait_for_selector("#result.shown", timeout=30_000)
+    assert asked == ["This service needs an API key:"]  # asked for /metadata, kept for /explain
+    status = page.text_content("#status")
+    assert "(request " in status and len(status.split("(request ")[1].rstrip(").")) == 32
+    assert page.text_content("#error") == ""
+    page.close()

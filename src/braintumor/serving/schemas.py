@@ -41,6 +41,10 @@ class Prediction(BaseModel):
     review_threshold: float
     model_version: str = Field(description="ZenML model version that produced the answer")
     model_tag: str = Field(description="BentoML model-store tag")
+    request_id: str = Field(
+        description="the request's id (its X-Request-ID, else a generated one): the key of "
+        "this answer's line in the prediction log"
+    )
 
 
 class Explanation(Prediction):
@@ -71,9 +75,11 @@ def make_prediction(
     model_version: str,
     model_tag: str,
     assessment: Assessment | None = None,
+    *,
+    request_id: str,
 ) -> Prediction:
     """Turn one row of calibrated probabilities (and the guard's assessment) into the
-    service's answer."""
+    service's answer to the request `request_id`."""
     label, confidence = top_class(probs, class_names)
     if assessment is None:
         reasons = ["low_confidence"] if needs_review(probs, threshold) else []
@@ -98,4 +104,5 @@ def make_prediction(
         review_threshold=threshold,
         model_version=model_version,
         model_tag=model_tag,
+        request_id=request_id,
     )

@@ -8,10 +8,12 @@ body is read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,17 +102,36 @@ def _env_int(env: MutableMapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number of bytes/pixels, not {raw!r}") from None
 
 
-def read_upload(
-    source: bytes | str | Path | UploadRejected | None, limits: UploadLimits
-) -> DecodedImage:
-    """Check and decode one upload: its bytes, a file path, or the refusal that reading the
-    request already produced (re-raised).
+@dataclass(frozen=True)
+class Upload:
+    """One image of a request as the service received it: its bytes, the request's id (see
+    `braintumor.serving.audit`) and when its body had been read (`time.perf_counter()`).
+    Carrying the id with the image keeps it right when adaptive batching merges requests."""
+
+    data: bytes
+    request_id: str | None = None
+    received_at: float = field(default_factory=time.perf_counter)
+
+
+UploadSource = bytes | str | Path | Upload | UploadRejected | None
+
+
+def read_upload(source: UploadSource, limits: UploadLimits) -> DecodedImage:
+    """Check and decode one upload: its bytes (or an `Upload`), a file path, or the refusal
+    that reading the request already produced (re-raised).
 
     Raises:
         UploadRejected: missing, empty, too large, not an image, truncated, too many pixels.
     """
+    return read_upload_with_digest(source, limits)[0]
+
+
+def read_upload_with_digest(source: UploadSource, limits: UploadLimits) -> tuple[DecodedImage, str]:
+    """`read_upload`, plus the sha256 (hex) of the upload's bytes as received."""
     if isinstance(source, UploadRejected):
         raise source
+    if isinstance(source, Upload):
+        source = source.data
     if source is None:
         raise UploadRejected(MISSING, "no image in the request: send it as a file field")
     if isinstance(source, (str, Path)):
@@ -125,9 +146,10 @@ def read_upload(
         data = bytes(source)
     _check_size(len(data), limits)
     try:
-        return decode_image(data, max_pixels=limits.max_pixels, measure_colour=True)
+        decoded = decode_image(data, max_pixels=limits.max_pixels, measure_colour=True)
     except ImageDecodeError as exc:
         raise UploadRejected(exc.reason, exc.detail) from None
+    return decoded, hashlib.sha256(data).hexdigest()
 
 
 async def read_request_images(
