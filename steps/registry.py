@@ -49,8 +49,15 @@ def model_card(model_version: ModelVersionResponse, stage: str | None = None):
     """The serving model card of a ZenML model version, from what its run recorded."""
     from braintumor.serving.metadata import ModelCard
 
-    metadata = model_version.run_metadata
-    test_metrics = model_version.get_artifact("test_metrics").load()
+    test_artifact = model_version.get_artifact("test_metrics")
+    metadata = dict(model_version.run_metadata)
+    if "preprocessing" not in metadata:
+        # evaluate_winner came from the cache: the metadata it logged went to the version of
+        # the run that executed it.
+        producer = Client().get_pipeline_run(test_artifact.producer_pipeline_run_id)
+        if producer.model_version is not None:
+            metadata = {**producer.model_version.run_metadata, **metadata}
+    test_metrics = test_artifact.load()
     return ModelCard(
         preprocessing=dict(metadata["preprocessing"]),
         backbone=str(metadata["backbone"]),

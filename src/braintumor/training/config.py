@@ -10,7 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from braintumor.models.backbones import BACKBONES, IMAGENET, CnnSpec, HeadSpec
 from braintumor.preprocessing import PreprocessSpec
@@ -92,6 +99,29 @@ class BalancingConfig(_Strict):
             raise ValueError("balancing.appearance_groups works with strategy class_weight only")
         return self
 
+    @model_serializer(mode="wrap")
+    def _without_off_groups(self, handler):
+        return _drop_while_off(handler(self), self.appearance_groups, _GROUP_KEYS)
+
+
+# Options added after the profiles' models were trained: while they are off they are left
+# out of the dumped config, so the train step's parameters (its ZenML cache key) and the
+# recorded training configs stay those of a config without them.
+_GROUP_KEYS = ("appearance_groups", "group_max_weight")
+_APPEARANCE_KEYS = (
+    "intensity_curve_head_only",
+    "head_threshold",
+    "invert_probability",
+    "histogram_match_probability",
+    "bias_field_probability",
+    "bias_field_order",
+    "bias_field_coefficients",
+)
+
+
+def _drop_while_off(values: dict[str, Any], on: bool, keys: tuple[str, ...]) -> dict[str, Any]:
+    return values if on else {k: v for k, v in values.items() if k not in keys}
+
 
 class AugmentationConfig(_Strict):
     """Training-only augmentation; see `braintumor.training.augment.AugmentSpec`.
@@ -136,6 +166,19 @@ class AugmentationConfig(_Strict):
     bias_field_probability: float = Field(0.0, ge=0, le=1)
     bias_field_order: int = Field(3, ge=1, le=6)
     bias_field_coefficients: float = Field(0.3, gt=0, le=2)
+
+    @property
+    def appearance_on(self) -> bool:
+        return bool(
+            self.intensity_curve_head_only
+            or self.invert_probability
+            or self.histogram_match_probability
+            or self.bias_field_probability
+        )
+
+    @model_serializer(mode="wrap")
+    def _without_off_appearance(self, handler):
+        return _drop_while_off(handler(self), self.appearance_on, _APPEARANCE_KEYS)
 
     def spec(self) -> AugmentSpec | None:
         if not self.enabled:
