@@ -110,6 +110,7 @@ def answers(predictor, guard, grays: list[np.ndarray], colours: list, threshold:
     from braintumor.guard.ood import energy
     from braintumor.guard.review import REASONS
     from braintumor.preprocessing import preprocess
+    from braintumor.serving.predictor import ModelOutputs
 
     failed = [failed_checks(g, c) for g, c in zip(grays, colours, strict=True)]
     tensors = np.stack([preprocess(g, predictor.card.spec) for g in grays])
@@ -117,8 +118,6 @@ def answers(predictor, guard, grays: list[np.ndarray], colours: list, threshold:
     probs = np.concatenate([p.probabilities for p in parts])
     logits = np.concatenate([p.logits for p in parts])
     embedding = np.concatenate([p.embedding for p in parts])
-    from braintumor.serving.predictor import ModelOutputs
-
     assessed = guard.assess(
         ModelOutputs(probs, logits, embedding), failed, predictor.class_names, threshold
     )

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from braintumor.models.backbones import CnnSpec, build_classifier
-from braintumor.models.export import check_onnx_parity, onnx_predict, onnx_session, to_onnx
+from braintumor.models.export import check_onnx_parity, onnx_predict, to_onnx
 from braintumor.models.precision import as_float32, global_dtype_policy
+from braintumor.serving.predictor import onnx_session
 
 pytest.importorskip("tf2onnx")
 

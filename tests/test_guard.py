@@ -231,3 +231,13 @@ def test_fit_guard_holds_its_false_review_rate_on_validation():
         card.validation_rates[OUT_OF_DISTRIBUTION]
     )
     assert len(card.conformal_thresholds) == 4 and card.validation_images == 400
+
+
+@pytest.mark.slow
+@pytest.mark.full_data
+def test_no_slice_of_the_full_kaggle_set_fails_an_input_check(full_dataset_dir: Path):
+    """The README's claim: the limits sit outside what any of the 3,264 real slices shows."""
+    files = sorted(p for p in full_dataset_dir.glob("*/*/*") if p.is_file())
+    assert len(files) == 3264
+    failing = [p for p in files if checks_of(p.read_bytes())]
+    assert failing == []

@@ -9,7 +9,7 @@ import keras
 import pandas as pd
 import pytest
 
-from tests.training_helpers import sample_splits
+from tests.training_helpers import sample_splits_with_test
 
 
 @pytest.mark.slow
@@ -18,11 +18,7 @@ def test_quality_benchmark_writes_every_figure_per_protocol(
 ) -> None:
     from benchmarks.quality import main
 
-    splits = sample_splits(sample_dir)
-    # The sample is tiny: Training rows train, Testing rows are both val and test here.
-    test_rows = splits[splits.split == "val"].assign(split="test")
-    table = tmp_path / "splits.csv"
-    pd.concat([splits, test_rows]).to_csv(table, index=False)
+    table = sample_splits_with_test(sample_dir, tmp_path / "splits.csv")
     out = tmp_path / "quality.json"
     code = main(
         [
@@ -47,7 +43,7 @@ def test_quality_benchmark_writes_every_figure_per_protocol(
     assert low <= result["weighted_f1"] <= high
     assert set(result["per_class_recall"]) == {"glioma", "meningioma", "notumor", "pituitary"}
     assert result["training_seconds"] > 0 and result["epochs_run"] == 1
-    assert result["test_images"] == len(test_rows)
+    assert result["test_images"] == (pd.read_csv(table).split == "test").sum()
     assert result["kept_images"]["train"]["glioma"] == 6
     assert (tmp_path / "quality_resplit_test_probs.npy").is_file()
     saved = keras.saving.load_model(tmp_path / "models" / "quality_resplit.keras")

@@ -35,6 +35,15 @@ def sample_splits(sample_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def sample_splits_with_test(sample_dir: Path, out: Path) -> Path:
+    """`sample_splits` written to `out` as CSV, its Testing rows both val and test (the
+    sample is too small for three splits): what the benchmark scripts' tests read."""
+    splits = sample_splits(sample_dir)
+    test_rows = splits[splits.split == "val"].assign(split="test")
+    pd.concat([splits, test_rows]).to_csv(out, index=False)
+    return out
+
+
 def square_images(n: int, size: int = 32, seed: int = 0):
     """Synthetic 4-class task: class c has one bright square of side 3 + 3c, anywhere."""
     import numpy as np

@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from tests.training_helpers import sample_splits
+from tests.training_helpers import sample_splits_with_test
 
 pytestmark = pytest.mark.slow
 
@@ -39,11 +38,7 @@ def test_ood_suite_holds_every_kind_and_the_checks_see_the_obvious_ones(sample_a
 def test_abstention_benchmark_writes_its_figures(built_bento, sample_dir: Path, tmp_path: Path):
     from benchmarks.abstention import main
 
-    splits = sample_splits(sample_dir)
-    # The sample is tiny: Training rows train, Testing rows are both val and test here.
-    test_rows = splits[splits.split == "val"].assign(split="test")
-    table = tmp_path / "splits.csv"
-    pd.concat([splits, test_rows]).to_csv(table, index=False)
+    table = sample_splits_with_test(sample_dir, tmp_path / "splits.csv")
     out = tmp_path / "abstention.json"
     figures = main(
         [

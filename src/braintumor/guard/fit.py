@@ -127,6 +127,8 @@ def fit_model_guard(
     The model's outputs are the serving graph's (`models.export.serving_outputs`, with the
     temperature the card will carry); the test split is never read.
     """
+    import pandas as pd
+
     from braintumor.constants import TRAIN, VAL
     from braintumor.models.export import serving_outputs
     from braintumor.monitoring.features import (
@@ -169,8 +171,6 @@ def fit_model_guard(
         OOD_SCORE: scores,
         OUT_OF_DISTRIBUTION: (scores > card.ood_threshold).astype(float),
     }
-    import pandas as pd
-
     features = manifest_feature_table(data_root, splits, split=VAL)
     reference = features.merge(pd.DataFrame(answers), on=IMAGE_COLUMN, how="inner")
     return FittedGuard(card, detector, reference)

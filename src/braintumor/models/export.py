@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 from pathlib import Path
 from typing import Any
 
@@ -173,15 +172,6 @@ def to_serving_onnx(model: Any, path: str | Path, temperature: float = 1.0) -> P
     return to_onnx(serving_model(model, temperature), path)
 
 
-def onnx_session(path: str | Path, threads: int | None = None):
-    """An ONNX Runtime CPU session (threads: intra-op threads, default all cores)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or (os.cpu_count() or 1)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def onnx_predict(session: Any, x: np.ndarray) -> np.ndarray:
     name = session.get_inputs()[0].name
     return session.run(None, {name: np.asarray(x, dtype=np.float32)})[0]
@@ -204,6 +194,8 @@ def check_onnx_parity(
     import keras
 
     raw = keras.ops.convert_to_numpy(model(np.asarray(x, np.float32), training=False))
+    from braintumor.serving.predictor import onnx_session
+
     expected = _tempered(raw, temperature)
     session = onnx_session(path)
     if OUT_PROBABILITIES in {output.name for output in session.get_outputs()}:

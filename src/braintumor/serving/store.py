@@ -216,7 +216,6 @@ def export_verified_onnx(
 
 
 def quantize_verified(
-    model: Any,
     onnx_path: Path,
     folder: str | Path,
     images: np.ndarray,
@@ -302,7 +301,7 @@ def package_model(
             ).to_dict()
             if quantize:
                 int8_path, int8_check = quantize_verified(
-                    keras_model, onnx_path, scratch, x, parity_labels, reference
+                    onnx_path, scratch, x, parity_labels, reference
                 )
                 if int8_check is not None:
                     checks["onnx-int8"] = {
