@@ -45,6 +45,7 @@ from braintumor.training.dataset import load_split_arrays  # noqa: E402
 from braintumor.training.trainer import (  # noqa: E402
     BF16_CPU_FLAGS,
     EpochReport,
+    appearance_groups,
     cpu_flags,
     predict_proba,
     train_model,
@@ -136,6 +137,7 @@ def run_protocol(
         )
 
     result = train_model(config, data, progress=progress)
+    validation = validation_figures(data.val.x, data.val.y, predict_proba(result.model, data.val.x))
     probs = predict_proba(result.model, data.test.x)
     metrics = evaluate(data.test.y, probs, CLASS_NAMES, n_boot=2000, seed=config.seed)
     np.save(out_dir / f"quality_{protocol}_test_probs.npy", probs)
@@ -161,10 +163,46 @@ def run_protocol(
         "best_epoch": result.best_epoch,
         "best_val_loss": result.best_val_loss,
         "class_logit_shift": result.class_logit_shift,
+        "validation": validation,
         "history": {k: v for k, v in result.history.items() if k != "seconds"},
         "splits_file": str(splits_path),
         "splits_sha256": file_digest(splits_path),
         "kept_images": split_summary(splits),
+    }
+
+
+def validation_figures(x: np.ndarray, y: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """What a recipe may be chosen on: the validation split's figures, overall and per
+    appearance group (the audit's sequence-type proxy). `tumour_sensitivity` per group shows
+    the sequence shortcut: tumours that look like the "no tumour" images' sequence."""
+    metrics = evaluate(y, probs, CLASS_NAMES, n_boot=200)
+    groups = appearance_groups(x)
+    notumor = CLASS_NAMES.index("notumor")
+    predicted = probs.argmax(axis=1)
+    per_group = {}
+    for group in sorted(set(groups)):
+        rows = groups == group
+        tumour = rows & (y != notumor)
+        clean = rows & (y == notumor)
+        per_group[str(group)] = {
+            "images": int(rows.sum()),
+            "accuracy": float((predicted[rows] == y[rows]).mean()),
+            "tumour_images": int(tumour.sum()),
+            "tumour_sensitivity": (
+                float((predicted[tumour] != notumor).mean()) if tumour.any() else None
+            ),
+            "notumor_images": int(clean.sum()),
+            "notumor_specificity": (
+                float((predicted[clean] == notumor).mean()) if clean.any() else None
+            ),
+        }
+    return {
+        "weighted_f1": metrics["weighted_f1"],
+        "macro_f1": metrics["macro_f1"],
+        "per_class_recall": {n: m["recall"] for n, m in metrics["per_class"].items()},
+        "ece": metrics["ece"],
+        "images": metrics["n"],
+        "per_appearance_group": per_group,
     }
 
 

@@ -45,6 +45,12 @@ def test_quality_benchmark_writes_every_figure_per_protocol(
     assert result["training_seconds"] > 0 and result["epochs_run"] == 1
     assert result["test_images"] == (pd.read_csv(table).split == "test").sum()
     assert result["kept_images"]["train"]["glioma"] == 6
+    validation = result["validation"]  # what a recipe is chosen on
+    val_images = int((pd.read_csv(table).split == "val").sum())
+    assert validation["images"] == val_images and 0 <= validation["weighted_f1"] <= 1
+    groups = validation["per_appearance_group"]
+    assert sum(g["images"] for g in groups.values()) == val_images
+    assert all(g["tumour_images"] + g["notumor_images"] == g["images"] for g in groups.values())
     assert (tmp_path / "quality_resplit_test_probs.npy").is_file()
     saved = keras.saving.load_model(tmp_path / "models" / "quality_resplit.keras")
     assert saved.input_shape == (None, 32, 32, 1)
