@@ -107,7 +107,10 @@ def run_protocol(
     config: TrainingConfig,
     out_dir: Path,
     model_dir: Path | None = None,
+    trained_model: Path | None = None,
 ) -> dict[str, Any]:
+    """Train on the protocol's `train` rows and score `val` and `test`; with `trained_model`
+    (a saved .keras file), score that model instead of training one."""
     splits = pd.read_csv(splits_path, dtype={"path": str, "label": str, "split": str})
     start = time.perf_counter()
     data = load_split_arrays(splits, data_root, config.preprocess_spec())
@@ -136,15 +139,17 @@ def run_protocol(
             m.get("learning_rate", float("nan")),
         )
 
-    result = train_model(config, data, progress=progress)
-    validation = validation_figures(data.val.x, data.val.y, predict_proba(result.model, data.val.x))
-    probs = predict_proba(result.model, data.test.x)
+    if trained_model is not None:
+        from braintumor.models.saving import load_keras_model
+
+        model, result = load_keras_model(trained_model), None
+    else:
+        result = train_model(config, data, progress=progress)
+        model = result.model
+    validation = validation_figures(data.val.x, data.val.y, predict_proba(model, data.val.x))
+    probs = predict_proba(model, data.test.x)
     metrics = evaluate(data.test.y, probs, CLASS_NAMES, n_boot=2000, seed=config.seed)
-    np.save(out_dir / f"quality_{protocol}_test_probs.npy", probs)
-    if model_dir is not None:  # e.g. for benchmarks/serving.py --model
-        model_dir.mkdir(parents=True, exist_ok=True)
-        result.model.save(model_dir / f"quality_{protocol}.keras")
-    return {
+    figures = {
         "protocol": protocol,
         "weighted_f1": metrics["weighted_f1"],
         "weighted_f1_ci95": metrics["weighted_f1_ci"],
@@ -157,17 +162,30 @@ def run_protocol(
         "roc_auc_macro": metrics["roc_auc_macro"],
         "ece": metrics["ece"],
         "test_images": metrics["n"],
+        "validation": validation,
+        "splits_file": str(splits_path),
+        "splits_sha256": file_digest(splits_path),
+        "kept_images": split_summary(splits),
+    }
+    if result is None:
+        return {
+            **figures,
+            "scored_model": str(trained_model),
+            "model_sha256": file_digest(trained_model),
+        }
+    np.save(out_dir / f"quality_{protocol}_test_probs.npy", probs)
+    if model_dir is not None:  # e.g. for benchmarks/serving.py --model
+        model_dir.mkdir(parents=True, exist_ok=True)
+        result.model.save(model_dir / f"quality_{protocol}.keras")
+    return {
+        **figures,
         "training_seconds": round(result.seconds, 1),
         "load_seconds": round(load_seconds, 1),
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "best_val_loss": result.best_val_loss,
         "class_logit_shift": result.class_logit_shift,
-        "validation": validation,
         "history": {k: v for k, v in result.history.items() if k != "seconds"},
-        "splits_file": str(splits_path),
-        "splits_sha256": file_digest(splits_path),
-        "kept_images": split_summary(splits),
     }
 
 
@@ -217,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], help="dotted override, key=json")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--save-models", type=Path, help="folder for the trained .keras models")
+    parser.add_argument(
+        "--score-model",
+        type=Path,
+        help="score this saved .keras model (trained on the given splits) instead of training",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
@@ -252,7 +275,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         report["protocols"][protocol] = run_protocol(
-            protocol, path, args.data_root, config, args.out.parent, args.save_models
+            protocol,
+            path,
+            args.data_root,
+            config,
+            args.out.parent,
+            args.save_models,
+            args.score_model,
         )
         # Per protocol too: a file can hold one protocol kept from an earlier run.
         report["protocols"][protocol]["git_commit"] = report["git_commit"]
@@ -267,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             summary["weighted_f1"],
             *summary["weighted_f1_ci95"],
             {k: round(v, 3) for k, v in summary["per_class_recall"].items()},
-            summary["training_seconds"],
+            summary.get("training_seconds", 0.0),
         )
     log.info("figures written to %s", args.out)
     return 0

@@ -55,6 +55,26 @@ def test_quality_benchmark_writes_every_figure_per_protocol(
     saved = keras.saving.load_model(tmp_path / "models" / "quality_resplit.keras")
     assert saved.input_shape == (None, 32, 32, 1)
 
+    # Scoring the saved model instead of training gives the same figures, marked as scored.
+    scored_out = tmp_path / "scored.json"
+    code = main(
+        [
+            "--data-root", str(sample_dir),
+            "--splits-resplit", str(table),
+            "--out", str(scored_out),
+            "--score-model", str(tmp_path / "models" / "quality_resplit.keras"),
+            "--set", 'preprocessing={"image_size": 32, "channels": 1}',
+        ]
+    )  # fmt: skip
+    assert code == 0
+    scored = json.loads(scored_out.read_text())["protocols"]["resplit"]
+    assert (
+        scored["scored_model"].endswith("quality_resplit.keras")
+        and "training_seconds" not in scored
+    )
+    assert scored["validation"] == validation
+    assert scored["weighted_f1"] == result["weighted_f1"]
+
 
 def test_figures_of_another_config_are_not_kept_under_this_one() -> None:
     from benchmarks.quality import kept_protocols
