@@ -330,6 +330,15 @@ def data_audit(
             f"{leakage['testing_with_training_twin']}/{leakage['testing_images']} "
             f"({leakage['share_of_testing']:.0%})",
         )
+    sources = figures["sources"]
+    for name in sources["sources"] if len(sources["sources"]) > 1 else ():
+        total = sum(sources["images_by_source_class"][name].values())
+        table.add_row(
+            f"source {name}: images with a copy in another source",
+            f"{total - sources['unique_images'][name]}/{total}",
+        )
+    if len(sources["sources"]) > 1:
+        table.add_row("label conflicts across sources", str(sources["label_conflicts"]["clusters"]))
     out.print(table)
     out.print(f"shortcut check: {figures['shortcut']['summary']}")
     if "appearance_shortcut" in figures:
