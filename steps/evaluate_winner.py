@@ -13,7 +13,7 @@ from zenml.enums import ArtifactType
 
 from braintumor.constants import ARTIFACT_BEST_MODEL, ARTIFACT_TEST_METRICS, CLASS_NAMES, TEST, VAL
 from braintumor.evaluation.calibration import calibrate, fit_temperature
-from braintumor.evaluation.metrics import evaluate, expected_calibration_error
+from braintumor.evaluation.metrics import evaluate, evaluate_by_group, expected_calibration_error
 from braintumor.run_config import RunConfig
 from braintumor.training.dataset import DatasetError, label_indices, load_images, select_split
 from braintumor.training.trainer import predict_proba
@@ -59,6 +59,8 @@ def evaluate_winner(
         temperature=temperature,
         ece_uncalibrated=expected_calibration_error(y, raw),
     )
+    if "source" in rows.columns:  # per source, next to the pooled figures above
+        metrics["by_source"] = evaluate_by_group(y, probs, CLASS_NAMES, rows["source"])
     predictions = pd.DataFrame(
         {
             "path": rows["path"].to_numpy(),
@@ -67,6 +69,8 @@ def evaluate_winner(
             "confidence": probs.max(axis=1),
         }
     )
+    if "source" in rows.columns:
+        predictions["source"] = rows["source"].to_numpy()
     for index, name in enumerate(CLASS_NAMES):
         predictions[f"p_{name}"] = probs[:, index]
     log_metadata(

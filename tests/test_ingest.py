@@ -57,25 +57,25 @@ def test_sample_counts_and_manifest(sample_result, sample_dir: Path) -> None:
     for row in manifest.itertuples():
         data = (sample_result.out_dir / row.path).read_bytes()
         assert hashlib.sha256(data).hexdigest() == row.sha256
-        assert (sample_dir / row.source).read_bytes() == data
+        assert (sample_dir / row.source_path).read_bytes() == data
         assert row.path.startswith(f"{row.split}/{row.label}/")
     assert manifest["path"].is_monotonic_increasing  # deterministic order for DVC
 
 
 def test_every_kind_of_bad_file_is_quarantined_with_its_reason(sample_result) -> None:
-    quarantine = sample_result.quarantine.set_index("source")
+    quarantine = sample_result.quarantine.set_index("source_path")
     assert dict(quarantine["reason"]) == PLANTED
     listed = pd.read_csv(sample_result.out_dir.parent / "quarantine.csv")
-    assert sorted(listed["source"]) == sorted(PLANTED)
+    assert sorted(listed["source_path"]) == sorted(PLANTED)
     assert listed["detail"].str.len().min() > 5
     for row in listed.itertuples():  # nothing is lost: the bad file is kept, byte for byte
         kept = sample_result.out_dir.parent / row.quarantine_path
         assert kept.is_file() and kept.stat().st_size == row.file_size
-    assert not set(PLANTED) & set(read_manifest(sample_result.out_dir)["source"])
+    assert not set(PLANTED) & set(read_manifest(sample_result.out_dir)["source_path"])
 
 
 def test_pixels_hash_is_shared_by_the_planted_cross_split_twin(sample_result) -> None:
-    manifest = read_manifest(sample_result.out_dir).set_index("source")
+    manifest = read_manifest(sample_result.out_dir).set_index("source_path")
     twin_a = manifest.loc["Testing/no_tumor/image(100).jpg"]
     twin_b = manifest.loc["Training/no_tumor/image(266).jpg"]
     assert twin_a.pixel_sha256 == twin_b.pixel_sha256 and twin_a.phash == twin_b.phash
@@ -91,7 +91,7 @@ def test_flat_layout_zip_with_wrapper_and_class_aliases(sample_dir: Path, tmp_pa
     assert set(result.manifest["split"]) == {"unsplit"}
     assert set(result.manifest["label"]) == {"glioma", "notumor"}
     assert result.ignored == ["Glioma/.DS_Store"]
-    assert result.manifest["source"].str.startswith(("Glioma/", "notumor/")).all()
+    assert result.manifest["source_path"].str.startswith(("Glioma/", "notumor/")).all()
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from braintumor.evaluation.metrics import (
     bootstrap_ci,
     confusion_matrix,
     evaluate,
+    evaluate_by_group,
     expected_calibration_error,
     macro_f1,
     mcnemar,
@@ -136,3 +137,18 @@ def test_bad_inputs_are_rejected_with_a_reason() -> None:
         evaluate(np.array([0, 7]), np.full((2, 4), 0.25), NAMES)
     with pytest.raises(MetricsError, match="NaN"):
         evaluate(np.array([0, 1]), np.array([[np.nan, 1, 0, 0], [0.25] * 4]), NAMES)
+
+
+def test_metrics_by_source_are_the_metrics_of_each_source_subset() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 60)
+    probs = rng.dirichlet(np.ones(4), 60)
+    sources = np.array(["kaggle"] * 40 + ["figshare"] * 20)
+    by_source = evaluate_by_group(y, probs, NAMES, sources, n_boot=50)
+    assert list(by_source) == ["figshare", "kaggle"]
+    for name in by_source:
+        alone = evaluate(y[sources == name], probs[sources == name], NAMES, n_boot=50)
+        assert by_source[name] == alone
+    assert by_source["kaggle"]["n"] == 40
+    with pytest.raises(MetricsError):
+        evaluate_by_group(y, probs, NAMES, sources[:10])

@@ -41,6 +41,18 @@ def test_report_is_self_contained_and_shows_every_part() -> None:
             "weighted_f1_ci": [0.9, 0.95],
             "n": 400,
             "per_class": {"glioma": {"precision": 0.9, "recall": 0.86, "f1": 0.88, "support": 100}},
+            "by_source": {
+                "figshare": {
+                    "n": 150,
+                    "weighted_f1": 0.8125,
+                    "weighted_f1_ci": [0.7, 0.9],
+                    "balanced_accuracy": 0.8,
+                    "per_class": {
+                        "glioma": {"recall": 0.75, "support": 100},
+                        "notumor": {"recall": 0.0, "support": 0},
+                    },
+                }
+            },
         },
         decision={
             "passed": False,
@@ -61,3 +73,4 @@ def test_report_is_self_contained_and_shows_every_part() -> None:
     assert "resplit" in html and "dvc:abc.dir" in html and "1,200,000" in html
     assert "true <b>glioma</b>, predicted <b>meningioma</b> (61%): wrong" in html
     assert "official protocol has no notumor test images" in html
+    assert "<td>figshare</td><td>150</td><td>0.8125</td>" in html and "0.7500" in html

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from braintumor.constants import DEFAULT_SOURCE_NAME, QUARANTINE_FILE
+
 app = typer.Typer(
     help="braintumor: leakage-free brain-tumour MRI classification, from data to served model.",
     no_args_is_help=True,
@@ -36,11 +38,19 @@ def _user_errors() -> Iterator[None]:
     """Turn the errors a user can act on into one readable line and exit code 2."""
     from braintumor.data.manifest import ManifestError
     from braintumor.data.sources import SourceError
+    from braintumor.data.versioning import DvcError
     from braintumor.imaging import ImageDecodeError
 
     try:
         yield
-    except (SourceError, ManifestError, ImageDecodeError, FileNotFoundError, ValueError) as exc:
+    except (
+        SourceError,
+        ManifestError,
+        ImageDecodeError,
+        DvcError,
+        FileNotFoundError,
+        ValueError,
+    ) as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
 
@@ -88,8 +98,12 @@ def data_ingest(
     max_pixels: Annotated[
         int, typer.Option(help="Quarantine images with more pixels.")
     ] = 40_000_000,
+    source_name: Annotated[
+        str, typer.Option("--source", help="The name of this source in the manifest.")
+    ] = DEFAULT_SOURCE_NAME,
 ) -> None:
-    """Ingest a dataset into data/raw with a manifest; bad files go to data/quarantine."""
+    """Ingest a dataset into data/raw (replacing it) with a manifest; bad files go to
+    data/quarantine. `data add` appends further sources."""
     from braintumor.data.ingest import ingest
     from braintumor.data.sources import DEFAULT_SOURCE
 
@@ -116,24 +130,10 @@ def data_ingest(
             max_pixels=max_pixels,
             download_progress=on_download,
             progress=on_files,
+            source_name=source_name,
         )
-    counts = result.counts()
-    table = Table(title=f"Ingested into {out_dir}")
-    table.add_column("split")
-    for column in counts.columns:
-        table.add_column(column, justify="right")
-    for split, row in counts.iterrows():
-        table.add_row(str(split), *(str(v) for v in row))
-    out.print(table)
-    quarantine_file = out_dir.parent / "quarantine.csv"
-    if len(result.quarantine):
-        out.print(
-            f"[yellow]quarantined {len(result.quarantine)} file(s)[/], listed in {quarantine_file}:"
-        )
-        for reason, count in result.quarantine["reason"].value_counts().items():
-            out.print(f"  {reason}: {count}")
-    else:
-        out.print("quarantined 0 files")
+    out.print(_counts_table(result.counts(), f"Ingested into {out_dir} as {source_name}", "split"))
+    _print_quarantine(result.quarantine, out_dir)
     if result.ignored:
         out.print(f"ignored {len(result.ignored)} system file(s) (e.g. {result.ignored[0]})")
     report = result.checksum_report
@@ -151,6 +151,99 @@ def data_ingest(
             )
             if not allow_unverified:
                 raise typer.Exit(3)
+
+
+def _print_quarantine(quarantine, data_dir: Path) -> None:
+    if len(quarantine):
+        out.print(
+            f"[yellow]quarantined {len(quarantine)} file(s)[/], listed in "
+            f"{data_dir.parent / QUARANTINE_FILE}:"
+        )
+        for reason, count in quarantine["reason"].value_counts().items():
+            out.print(f"  {reason}: {count}")
+    else:
+        out.print("quarantined 0 files")
+
+
+def _counts_table(counts, title: str, first: str) -> Table:
+    table = Table(title=title)
+    table.add_column(first)
+    for column in counts.columns:
+        table.add_column(str(column), justify="right")
+    for name, row in counts.iterrows():
+        table.add_row(str(name), *(str(v) for v in row))
+    return table
+
+
+@data_app.command("add")
+def data_add(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A labelled batch: a folder (Training|Testing/<class>/* or <class>/*), a .zip "
+            "of either, or an http(s) URL of such a zip.",
+            show_default=False,
+        ),
+    ],
+    name: Annotated[
+        str,
+        typer.Option("--source", help="The batch's name in the manifest, e.g. figshare-br35h."),
+    ],
+    data: Annotated[Path, typer.Option(help="The data folder to append to.")] = Path("data/raw"),
+    sha256: Annotated[
+        str | None, typer.Option(help="Expected sha256 of the zip (URL or file); mismatch = error.")
+    ] = None,
+    max_pixels: Annotated[
+        int, typer.Option(help="Quarantine images with more pixels.")
+    ] = 40_000_000,
+    dvc: Annotated[
+        bool, typer.Option(help="Record a new DVC version of the data folder (`dvc add`).")
+    ] = True,
+) -> None:
+    """Append a labelled batch to data/raw as source NAME; adding it again changes nothing."""
+    from braintumor.data.batches import add_batch, source_counts
+    from braintumor.data.versioning import dvc_add
+
+    console.print(f"adding [bold]{source}[/] as source [bold]{name}[/] -> {data}")
+    with _user_errors():
+        with _progress_bar("files") as bar:
+            task = bar.add_task("files", total=None)
+            result = add_batch(
+                source,
+                name,
+                raw_dir=data,
+                max_pixels=max_pixels,
+                progress=_progress_callback(bar, task),
+            )
+        if result.changed:
+            out.print(_counts_table(source_counts(result.added), f"Added to {data}", "source"))
+            _print_quarantine(result.quarantined, data)
+            if result.already_present:
+                out.print(f"skipped {result.already_present} file(s) added before")
+        else:
+            out.print(
+                f"nothing to add: all {result.already_present} file(s) of this batch are "
+                f"already in {data} as source {name}"
+            )
+        out.print(f"{data} now holds {len(result.manifest)} images")
+        if dvc:
+            out.print(f"DVC: {dvc_add(data)} records this version")
+
+
+@data_app.command("sources")
+def data_sources(
+    data: Annotated[Path, typer.Option(help="Ingested data folder (with manifest.csv).")] = Path(
+        "data/raw"
+    ),
+) -> None:
+    """List the sources of the data with their image counts per class."""
+    from braintumor.data.batches import source_counts
+    from braintumor.data.manifest import read_manifest
+
+    with _user_errors():
+        counts = source_counts(read_manifest(data))
+    counts.loc["total"] = counts.sum()
+    out.print(_counts_table(counts, f"Sources of {data}", "source"))
 
 
 @data_app.command("clahe")
@@ -237,6 +330,15 @@ def data_audit(
             f"{leakage['testing_with_training_twin']}/{leakage['testing_images']} "
             f"({leakage['share_of_testing']:.0%})",
         )
+    sources = figures["sources"]
+    for name in sources["sources"] if len(sources["sources"]) > 1 else ():
+        total = sum(sources["images_by_source_class"][name].values())
+        table.add_row(
+            f"source {name}: images with a copy in another source",
+            f"{total - sources['unique_images'][name]}/{total}",
+        )
+    if len(sources["sources"]) > 1:
+        table.add_row("label conflicts across sources", str(sources["label_conflicts"]["clusters"]))
     out.print(table)
     out.print(f"shortcut check: {figures['shortcut']['summary']}")
     if "appearance_shortcut" in figures:

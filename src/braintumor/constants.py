@@ -32,6 +32,11 @@ CLASS_ALIASES: dict[str, str] = {
 SOURCE_SPLITS: dict[str, str] = {"training": "training", "testing": "testing"}
 UNSPLIT = "unsplit"
 
+# The manifest's `source` column names the batch an image came from (`braintumor data add`).
+# Images ingested without a name, and manifests written before the column existed, are the
+# Kaggle set's.
+DEFAULT_SOURCE_NAME = "kaggle"
+
 # Splits produced by the leakage-free splitter.
 TRAIN, VAL, TEST = "train", "val", "test"
 

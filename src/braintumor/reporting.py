@@ -137,7 +137,31 @@ def _metrics_html(metrics: dict[str, Any]) -> str:
         ("f1", "F1"),
         ("support", "images"),
     ]
-    return f"<table>{rows}</table>" + (_table(class_rows, columns) if class_rows else "")
+    html = f"<table>{rows}</table>" + (_table(class_rows, columns) if class_rows else "")
+    by_source = metrics.get("by_source") or {}
+    if by_source:
+        source_rows = [
+            {
+                "source": name,
+                **figures,
+                "min_recall": min(
+                    (c["recall"] for c in figures["per_class"].values() if c["support"]),
+                    default=None,
+                ),
+            }
+            for name, figures in by_source.items()
+        ]
+        source_columns = [
+            ("source", "source"),
+            ("n", "images"),
+            ("weighted_f1", "weighted F1"),
+            ("weighted_f1_ci", "95% CI"),
+            ("balanced_accuracy", "balanced accuracy"),
+            ("min_recall", "min recall (classes present)"),
+        ]
+        html += "<p>Per source (the pooled figures above cover all of them):</p>"
+        html += _table(source_rows, source_columns)
+    return html
 
 
 def _gallery_html(items: list[GalleryItem]) -> str:

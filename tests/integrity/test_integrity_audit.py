@@ -54,8 +54,8 @@ def test_audit_writes_splits_json_and_report(ingested_sample, sample_audit):
     }
     # the planted bad files never reach the audit: ingestion quarantined them
     quarantine = ingested_sample.quarantine
-    assert len(quarantine) == 4 and quarantine["source"].str.contains("planted_").all()
-    assert not ingested_sample.manifest["source"].str.contains("planted_").any()
+    assert len(quarantine) == 4 and quarantine["source_path"].str.contains("planted_").all()
+    assert not ingested_sample.manifest["source_path"].str.contains("planted_").any()
     splits = pd.read_csv(result.splits_csv)
     assert list(splits.columns) == list(SPLIT_COLUMNS)
     assert len(splits) == 34 and (splits["protocol"] == "official").all()

@@ -153,11 +153,11 @@ def test_planted_variants_cluster_with_their_originals(sample_dir, tmp_path):
             planted[target.relative_to(source).as_posix()] = relative
     ingested = ingest(source, out_dir=tmp_path / "raw")
     assert len(ingested.quarantine) == 4
-    assert ingested.quarantine["source"].str.contains("planted_").all()
+    assert ingested.quarantine["source_path"].str.contains("planted_").all()
     manifest = ingested.manifest
     duplicates = find_duplicates(ingested.out_dir, manifest, IntegrityPolicy())
     # clusters by source path (ingestion renames folders to canonical split/label names)
-    cluster_of = dict(zip(manifest["source"], duplicates.cluster_ids, strict=True))
+    cluster_of = dict(zip(manifest["source_path"], duplicates.cluster_ids, strict=True))
     assert set(planted) | set(planted.values()) <= set(cluster_of)
     for copy, original in planted.items():
         assert cluster_of[copy] == cluster_of[original], copy

@@ -45,7 +45,8 @@ def _derive_one(raw_dir: Path, out_dir: Path, row: dict, spec: PreprocessSpec) -
         "mode": "L" if spec.channels == 1 else "RGB",
         "format": "PNG",
         "file_size": len(data),
-        "source": f"raw/{row['path']}",
+        "source": row["source"],
+        "source_path": f"raw/{row['path']}",
     }
 
 

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from braintumor.constants import CLASS_NAMES, QUARANTINE_FILE, UNSPLIT
+from braintumor.constants import CLASS_NAMES, DEFAULT_SOURCE_NAME, QUARANTINE_FILE, UNSPLIT
 from braintumor.data.manifest import COLUMNS, read_manifest, write_manifest
 from braintumor.data.sources import (
     IGNORED_NAMES,
     ClassFolder,
     LocalSource,
+    check_source_name,
     find_class_folders,
 )
 from braintumor.imaging import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
@@ -34,6 +35,7 @@ from braintumor.integrity.hashing import fingerprint
 QUARANTINE_COLUMNS = (
     "quarantine_path",
     "source",
+    "source_path",
     "split",
     "label",
     "reason",
@@ -113,25 +115,45 @@ def inspect_file(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, 
     return info
 
 
-def _unique_target(relative: str, taken: set[str], sha256: str) -> str:
+def unique_target(relative: str, taken: set[str], sha256: str) -> str:
     if relative not in taken:
         return relative
     stem, dot, suffix = relative.rpartition(".")
     return f"{stem}__{sha256[:8]}{dot}{suffix}" if dot else f"{relative}__{sha256[:8]}"
 
 
-def ingest_folder(
+@dataclass(frozen=True)
+class InspectedFile:
+    """One file of a source, read and checked (`info` holds `reason` when it is unusable)."""
+
+    path: Path
+    folder: ClassFolder
+    info: dict[str, object]
+
+    @property
+    def usable(self) -> bool:
+        return "reason" not in self.info
+
+    @property
+    def source_path(self) -> str:
+        """The file's path inside the dataset, whatever wrapper folders an archive added."""
+        return self.path.relative_to(_dataset_root(self.folder)).as_posix()
+
+    @property
+    def canonical(self) -> str:
+        """`<split>/<label>/<path inside the class folder>`."""
+        inner = self.path.relative_to(self.folder.path).as_posix()
+        return f"{self.folder.split}/{self.folder.label}/{inner}"
+
+
+def inspect_folder(
     root: Path,
-    out_dir: Path,
-    quarantine_dir: Path,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: Progress | None = None,
     workers: int | None = None,
-) -> IngestResult:
-    """Validate every file under the class folders of `root` and write the canonical layout.
-
-    `out_dir` and `quarantine_dir` are replaced as a whole, only after everything succeeded.
-    """
+) -> tuple[list[InspectedFile], list[str]]:
+    """Find the class folders of `root` (unknown class names raise before any file is read)
+    and inspect every file. Returns the files and the system files ignored."""
     folders = find_class_folders(root)
     jobs: list[tuple[Path, ClassFolder]] = []
     ignored: list[str] = []
@@ -141,50 +163,67 @@ def ingest_folder(
         ignored += [path.relative_to(_dataset_root(folder)).as_posix() for path in skipped]
 
     workers = workers or min(8, os.cpu_count() or 1)
-    results: list[dict[str, object]] = []
+    inspected: list[InspectedFile] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for done, info in enumerate(pool.map(lambda job: inspect_file(job[0], max_pixels), jobs)):
-            results.append(info)
+            inspected.append(InspectedFile(jobs[done][0], jobs[done][1], info))
             if progress:
                 progress(done + 1, len(jobs))
+    return inspected, ignored
 
+
+def manifest_row(item: InspectedFile, relative: str, source: str) -> dict[str, object]:
+    return {
+        **item.info,
+        "path": relative,
+        "split": item.folder.split,
+        "label": item.folder.label,
+        "source": source,
+        "source_path": item.source_path,
+    }
+
+
+def quarantine_row(item: InspectedFile, quarantine_path: str, source: str) -> dict[str, object]:
+    return {
+        "quarantine_path": quarantine_path,
+        "source": source,
+        "source_path": item.source_path,
+        "split": item.folder.split,
+        "label": item.folder.label,
+        **{key: item.info[key] for key in ("reason", "detail", "sha256", "file_size")},
+    }
+
+
+def ingest_folder(
+    root: Path,
+    out_dir: Path,
+    quarantine_dir: Path,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: Progress | None = None,
+    workers: int | None = None,
+    source_name: str = DEFAULT_SOURCE_NAME,
+) -> IngestResult:
+    """Validate every file under the class folders of `root` and write the canonical layout.
+
+    `out_dir` and `quarantine_dir` are replaced as a whole, only after everything succeeded.
+    """
+    inspected, ignored = inspect_folder(root, max_pixels, progress, workers)
     out_dir, quarantine_dir = Path(out_dir), Path(quarantine_dir)
     staging = Path(tempfile.mkdtemp(prefix=".ingest-", dir=out_dir.parent))
     try:
         staged_raw, staged_bad = staging / "raw", staging / "quarantine"
         rows, bad_rows, taken = [], [], set()
-        for (path, folder), info in zip(jobs, results, strict=True):
-            inner = path.relative_to(folder.path).as_posix()
-            relative = _unique_target(
-                f"{folder.split}/{folder.label}/{inner}", taken, str(info["sha256"])
-            )
+        for item in inspected:
+            relative = unique_target(item.canonical, taken, str(item.info["sha256"]))
             taken.add(relative)
-            source_path = path.relative_to(_dataset_root(folder)).as_posix()
-            if "reason" in info:
-                shutil.copyfile(path, _prepared(staged_bad / relative))
+            if not item.usable:
+                shutil.copyfile(item.path, _prepared(staged_bad / relative))
                 bad_rows.append(
-                    {
-                        "quarantine_path": f"{quarantine_dir.name}/{relative}",
-                        "source": source_path,
-                        "split": folder.split,
-                        "label": folder.label,
-                        "reason": info["reason"],
-                        "detail": info["detail"],
-                        "sha256": info["sha256"],
-                        "file_size": info["file_size"],
-                    }
+                    quarantine_row(item, f"{quarantine_dir.name}/{relative}", source_name)
                 )
                 continue
-            shutil.copyfile(path, _prepared(staged_raw / relative))
-            rows.append(
-                {
-                    **info,
-                    "path": relative,
-                    "split": folder.split,
-                    "label": folder.label,
-                    "source": source_path,
-                }
-            )
+            shutil.copyfile(item.path, _prepared(staged_raw / relative))
+            rows.append(manifest_row(item, relative, source_name))
         if not rows:
             raise ValueError(f"no usable images found under {root}; see the quarantine list")
         manifest = pd.DataFrame(rows, columns=list(COLUMNS))
@@ -234,8 +273,9 @@ def ingest(
     max_extract_bytes: int | None = None,
     download_progress: Callable[[int, int | None], None] | None = None,
     progress: Progress | None = None,
+    source_name: str = DEFAULT_SOURCE_NAME,
 ) -> IngestResult:
-    """Ingest `source` (folder, zip or URL) into `out_dir`.
+    """Ingest `source` (folder, zip or URL) into `out_dir`, replacing what was there.
 
     Args:
         source: a folder in the Kaggle or flat layout, a zip of either, or an http(s) URL.
@@ -246,7 +286,10 @@ def ingest(
             `.gz`) or a known name such as `sartaj-3ea9f4e`; ingested files are compared
             with it and the result is returned as `checksum_report`.
         cache_dir: where downloads are kept (default `~/.cache/braintumor/downloads`).
+        source_name: the manifest's `source` for every image (`braintumor data add` appends
+            further sources).
     """
+    check_source_name(source_name)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     quarantine_dir = Path(quarantine_dir) if quarantine_dir else out_dir.parent / "quarantine"
@@ -255,7 +298,9 @@ def ingest(
     with LocalSource(
         source, cache_dir, expected_sha256, progress=download_progress, **kwargs
     ) as root:
-        result = ingest_folder(root, out_dir, quarantine_dir, max_pixels, progress)
+        result = ingest_folder(
+            root, out_dir, quarantine_dir, max_pixels, progress, source_name=source_name
+        )
         if checksums is not None:
             result.checksum_report = compare_checksums(result, load_checksums(checksums))
     return result
@@ -284,8 +329,8 @@ def load_checksums(reference: Path | str) -> dict[str, str]:
 def compare_checksums(result: IngestResult, expected: dict[str, str]) -> ChecksumReport:
     """Compare ingested files (accepted and quarantined) with `expected`, by source path
     (relative to the dataset root, whatever wrapper folders an archive added)."""
-    seen = dict(zip(result.manifest["source"], result.manifest["sha256"], strict=True))
-    seen.update(zip(result.quarantine["source"], result.quarantine["sha256"], strict=True))
+    seen = dict(zip(result.manifest["source_path"], result.manifest["sha256"], strict=True))
+    seen.update(zip(result.quarantine["source_path"], result.quarantine["sha256"], strict=True))
     mismatched = sorted(n for n in seen.keys() & expected.keys() if seen[n] != expected[n])
     return ChecksumReport(
         matched=len(seen.keys() & expected.keys()) - len(mismatched),

@@ -8,7 +8,12 @@ Columns (a contract for every later stage):
 - pixel_sha256, phash, phash_mirror, phash_head, phash_head_mirror: fingerprints
   (integrity.hashing.fingerprint; the head hashes are taken after cropping to the head)
 - width, height, mode, format, file_size: what the file is
-- source: the file's path inside the source it was ingested from (provenance)
+- source: the name of the batch the image came from (`kaggle` for `data ingest`, the
+  `--source` name for `data add`); images of an added batch live under `<source>/`
+- source_path: the file's path inside the folder or zip it was ingested from (provenance)
+
+Manifests written before `source` named the batch had the provenance path in `source`;
+`read_manifest` reads them as `source_path`, with `source` the default (`kaggle`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from braintumor.constants import CLASS_NAMES, MANIFEST_FILE
+from braintumor.constants import CLASS_NAMES, DEFAULT_SOURCE_NAME, MANIFEST_FILE
 
 COLUMNS: tuple[str, ...] = (
     "path",
@@ -35,6 +40,7 @@ COLUMNS: tuple[str, ...] = (
     "format",
     "file_size",
     "source",
+    "source_path",
 )
 
 _DTYPES = {"width": "int64", "height": "int64", "file_size": "int64"}
@@ -62,7 +68,7 @@ def read_manifest(root: Path) -> pd.DataFrame:
         raise ManifestError(
             f"no manifest at {target}: run `braintumor data ingest SOURCE` (or `dvc pull`) first"
         )
-    frame = pd.read_csv(target, dtype=str, keep_default_na=False)
+    frame = upgrade_source_columns(pd.read_csv(target, dtype=str, keep_default_na=False))
     missing = set(COLUMNS) - set(frame.columns)
     if missing:
         raise ManifestError(
@@ -73,3 +79,15 @@ def read_manifest(root: Path) -> pd.DataFrame:
     if unknown:
         raise ManifestError(f"{target} has unknown labels {sorted(unknown)}")
     return frame.astype(_DTYPES)
+
+
+def upgrade_source_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table written before `source` named the batch: its `source` (the provenance path)
+    becomes `source_path` and every row gets the default source name. Others pass as they are.
+    (Also used for quarantine.csv, which has the same two columns.)"""
+    if "source_path" in frame.columns:
+        return frame
+    frame = frame.rename(columns={"source": "source_path"})
+    position = frame.columns.get_loc("source_path") if "source_path" in frame.columns else 0
+    frame.insert(int(position), "source", DEFAULT_SOURCE_NAME)
+    return frame

@@ -6,6 +6,7 @@ local folder and finds its class folders; `ingest` validates the files.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import stat
 import tempfile
@@ -32,6 +33,22 @@ IGNORED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini", ".ipynb_ch
 
 class SourceError(ValueError):
     """A source that cannot be used as it is; the message says what to do."""
+
+
+# A source name is a folder under data/raw and a column value: short, lower case, no spaces.
+_SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+
+
+def check_source_name(name: str) -> str:
+    """`name` if it can name a source (a batch of images), else a SourceError saying why."""
+    if not _SOURCE_NAME.fullmatch(name or ""):
+        raise SourceError(
+            f"invalid source name {name!r}: use lower-case letters, digits, '-', '_' or '.' "
+            "(starting with a letter or digit, at most 64 characters), e.g. figshare-br35h"
+        )
+    if name in (*SOURCE_SPLITS, UNSPLIT):
+        raise SourceError(f"source name {name!r} is reserved (a split folder of data/raw)")
+    return name
 
 
 class UnsafeArchiveError(SourceError):

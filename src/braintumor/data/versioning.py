@@ -5,6 +5,10 @@ so it identifies the content even without DVC)."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,3 +60,52 @@ def data_version(data_dir: Path) -> DataVersion:
         )
     md5 = yaml.safe_load(dvc_file.read_text())["outs"][0]["md5"]
     return DataVersion(manifest_sha, md5)
+
+
+class DvcError(RuntimeError):
+    """DVC is missing, not initialised, or failed; the message says what to do."""
+
+
+def _dvc_command() -> list[str]:
+    """`dvc` on PATH, else the `dvc` module of this interpreter; DvcError when neither."""
+    found = shutil.which("dvc")
+    if found:
+        return [found]
+    if importlib.util.find_spec("dvc") is not None:
+        return [sys.executable, "-m", "dvc"]
+    raise DvcError(
+        "dvc is not on PATH (nor importable here): install it (`pip install dvc`), then run "
+        "`dvc add data/raw` to version the data"
+    )
+
+
+def dvc_root(path: Path) -> Path | None:
+    """The DVC repository (folder holding `.dvc/`) that `path` lies in, if any."""
+    for folder in (Path(path).resolve(), *Path(path).resolve().parents):
+        if (folder / ".dvc").is_dir():
+            return folder
+    return None
+
+
+def dvc_add(data_dir: Path) -> Path:
+    """Record a new DVC version of `data_dir` (`dvc add`, as `make data` does); returns the
+    `.dvc` file. Unchanged data leaves the `.dvc` file as it was."""
+    data_dir = Path(data_dir).resolve()
+    command = _dvc_command()
+    root = dvc_root(data_dir.parent)
+    if root is None:
+        raise DvcError(
+            f"{data_dir} is not inside a DVC repository (no .dvc folder above it): run "
+            f"`dvc init` in the project, then `dvc add {data_dir}`"
+        )
+    done = subprocess.run(
+        [*command, "add", "--quiet", str(data_dir.relative_to(root))],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines() or ["(no output)"]
+        raise DvcError(f"`dvc add {data_dir}` failed: {lines[-1]}")
+    return _dvc_file(data_dir)

@@ -281,3 +281,22 @@ def evaluate(
         "roc_auc_macro": float(np.mean(present)) if present else None,
         "ece": expected_calibration_error(y, p, ece_bins),
     }
+
+
+def evaluate_by_group(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    groups: Sequence[str] | np.ndarray,
+    **options: Any,
+) -> dict[str, dict[str, Any]]:
+    """`evaluate` on the images of each group (e.g. each source), keyed by group name in
+    sorted order; reported next to the pooled figures, never instead of them."""
+    y, p = check_inputs(y_true, probs, len(class_names))
+    names = np.asarray(groups).astype(str)
+    if len(names) != len(y):
+        raise MetricsError(f"{len(names)} group names for {len(y)} images")
+    return {
+        str(name): evaluate(y[names == name], p[names == name], class_names, **options)
+        for name in sorted(set(names))
+    }

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from braintumor.constants import PROTOCOL_OFFICIAL, PROTOCOL_RESPLIT
+from braintumor.constants import DEFAULT_SOURCE_NAME, PROTOCOL_OFFICIAL, PROTOCOL_RESPLIT
 from braintumor.integrity.dedup import Duplicates
 from braintumor.integrity.policy import IntegrityPolicy
 from braintumor.integrity.shortcut import metadata_shortcut, shortcut_sentence
@@ -123,6 +123,88 @@ def leakage_figures(manifest: pd.DataFrame, duplicates: Duplicates) -> dict[str,
     }
 
 
+def image_sources(manifest: pd.DataFrame) -> np.ndarray:
+    """The source name per manifest row (the default name when the column is absent)."""
+    if "source" not in manifest.columns:
+        return np.full(len(manifest), DEFAULT_SOURCE_NAME, dtype=object)
+    return manifest["source"].astype(str).to_numpy()
+
+
+def source_figures(
+    manifest: pd.DataFrame, duplicates: Duplicates, resplit: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """Copies across sources, from the duplicate clusters (which span sources).
+
+    - `shared_images[a][b]`: images of source a with a copy (same cluster) in source b; on
+      the diagonal, images of a with another copy in a itself.
+    - `shared_pictures[a][b]`: clusters holding images of both a and b (a != b).
+    - `unique_images[a]`: images of a without a copy in any other source.
+    - `pairs_across_sources`: duplicate pairs whose two images come from different sources,
+      by kind (pairs link each copy to one other, so they count links, not images).
+    - `label_conflicts`: clusters spanning sources whose copies carry different labels.
+    """
+    sources = image_sources(manifest)
+    names = sorted(set(sources))
+    ids = duplicates.cluster_ids
+    labels = manifest["label"].to_numpy()
+    frame = pd.DataFrame({"cluster_id": ids, "source": sources, "label": labels})
+    member = pd.crosstab(frame["cluster_id"], frame["source"]).reindex(columns=names)
+    counts = member.to_numpy()  # clusters x sources: images of each source in each cluster
+    present = counts > 0
+    shared = counts.T @ present
+    shared[np.diag_indices(len(names))] = (counts * (counts >= 2)).sum(axis=0)
+    spans = present.sum(axis=1) > 1
+    pictures = present[spans].T.astype(np.int64) @ present[spans]
+    unique = (counts * ~spans[:, None]).sum(axis=0)
+
+    pairs = duplicates.pairs
+    first, second = sources[pairs["i"].to_numpy()], sources[pairs["j"].to_numpy()]
+    across = pairs[first != second]
+    near = across["kind"] == "near"
+    pair_counts = {
+        "exact": int((across["kind"] == "exact").sum()),
+        "near": int(near.sum()),
+        "near_mirrored": int((near & across["mirrored"].astype(bool)).sum()),
+    }
+
+    spanning_ids = member.index[spans]
+    candidates = frame[frame["cluster_id"].isin(spanning_ids)]
+    n_labels = candidates.groupby("cluster_id")["label"].nunique()
+    conflicting = candidates[candidates["cluster_id"].isin(n_labels.index[n_labels > 1])]
+    paths = manifest["path"].to_numpy()
+    conflicts = [
+        {
+            "cluster_id": int(cluster_id),
+            "labels_by_source": _nested_counts(members, "source", "label"),
+            "paths": paths[members.index.to_numpy()].tolist(),
+        }
+        for cluster_id, members in conflicting.groupby("cluster_id")
+    ]
+    figures: dict[str, Any] = {
+        "sources": names,
+        "images_by_source_class": _nested_counts(frame, "source", "label"),
+        "shared_images": {
+            a: {b: int(shared[x, y]) for y, b in enumerate(names)} for x, a in enumerate(names)
+        },
+        "shared_pictures": {
+            a: {b: int(pictures[x, y]) for y, b in enumerate(names) if b != a}
+            for x, a in enumerate(names)
+        },
+        "unique_images": {a: int(unique[x]) for x, a in enumerate(names)},
+        "clusters_spanning_sources": int(spans.sum()),
+        "pairs_across_sources": pair_counts,
+        "label_conflicts": {
+            "clusters": len(conflicts),
+            "images": len(conflicting),
+            "list": conflicts,
+        },
+    }
+    if resplit is not None and "source" in resplit.columns:
+        kept = resplit[resplit["status"] == KEPT]
+        figures["kept_by_source_split"] = _nested_counts(kept, "source", "split")
+    return figures
+
+
 def protocol_figures(splits: pd.DataFrame) -> dict[str, Any]:
     kept = splits[splits["status"] == KEPT]
     figures: dict[str, Any] = {
@@ -168,6 +250,7 @@ def audit_figures(
         "clusters": cluster_figures(manifest, duplicates, resplit),
         "label_conflicts": conflict_figures(manifest, duplicates),
         "leakage": leakage_figures(manifest, duplicates),
+        "sources": source_figures(manifest, duplicates, resplit),
         "protocols": {name: protocol_figures(s) for name, s in splits_by_protocol.items()},
         "shortcut": {**shortcut, "summary": shortcut_sentence(shortcut)},
     }

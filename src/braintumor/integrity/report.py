@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from braintumor.integrity.dedup import Duplicates
+from braintumor.integrity.figures import image_sources
 from braintumor.integrity.verify import load_gray
 
 THUMBNAIL = 160
@@ -160,6 +161,84 @@ def _examples(images: _Images, manifest: pd.DataFrame, duplicates: Duplicates) -
     }
 
 
+def _source_examples(images: _Images, manifest: pd.DataFrame, duplicates: Duplicates) -> str:
+    """Copies across sources: one pair per pair of sources and kind first (mirrored, near,
+    exact), then the closest calls."""
+    sources, paths, labels = image_sources(manifest), manifest["path"].to_numpy(), manifest["label"]
+    pairs = duplicates.pairs
+    i, j = pairs["i"].to_numpy(), pairs["j"].to_numpy()
+    across = pairs[sources[i] != sources[j]]
+    if across.empty:
+        return "<p>No picture is in two sources.</p>"
+    a, b = sources[across["i"].to_numpy()], sources[across["j"].to_numpy()]
+    near = np.where(across["kind"] == "near", "near", "exact")
+    kind = np.where(across["mirrored"].astype(bool), "mirrored", near)
+    ranked = across.assign(
+        source_pair=[f"{min(x, y)}|{max(x, y)}" for x, y in zip(a, b, strict=True)],
+        copy_kind=kind,
+        kind_rank=pd.Series(kind).map({"mirrored": 0, "near": 1, "exact": 2}).to_numpy(),
+    ).sort_values(["kind_rank", "score"])
+    ranked = pd.concat([ranked.drop_duplicates(["source_pair", "copy_kind"]), ranked])
+    ranked = ranked.drop_duplicates(["i", "j"])
+    label_of = labels.to_numpy()
+    blocks = [
+        _figure(
+            images,
+            [paths[row.i], paths[row.j]],
+            f"{_e(row.copy_kind)} copy across sources, score {row.score:.3f}<br>"
+            f"{_e(sources[row.i])}: {_e(paths[row.i])} ({_e(label_of[row.i])})<br>"
+            f"{_e(sources[row.j])}: {_e(paths[row.j])} ({_e(label_of[row.j])})",
+        )
+        for row in ranked.head(2 * EXAMPLES_PER_KIND).itertuples()
+    ]
+    return '<div class="pairs">' + "".join(blocks) + "</div>"
+
+
+def _sources_section(
+    images: _Images, manifest: pd.DataFrame, duplicates: Duplicates, figures: dict[str, Any]
+) -> str:
+    sources = figures["sources"]
+    names = sources["sources"]
+    shared, links = sources["shared_images"], sources["pairs_across_sources"]
+    parts = [
+        _nested_table(sources["images_by_source_class"], "source"),
+        "<p>Images of the row's source with a copy (exact, near or mirrored: the same duplicate "
+        "cluster) in the column's source; on the diagonal, images with another copy in their "
+        "own source. Unique: images with no copy in any other source.</p>",
+        _table(
+            [[a, *(shared[a][b] for b in names), sources["unique_images"][a]] for a in names],
+            ["source", *names, "unique to it"],
+        ),
+        "<p>Duplicate links across sources: "
+        + _e(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in links.items()))
+        + f"; {sources['clusters_spanning_sources']} clusters span sources. Clusters span sources,"
+        " so every copy of a test image is in the test split, whatever its source.</p>",
+    ]
+    if "kept_by_source_split" in sources:
+        parts.append("<p>Kept images per source and split (protocol resplit):</p>")
+        parts.append(_nested_table(sources["kept_by_source_split"], "source"))
+    conflicts = sources["label_conflicts"]
+    parts.append(
+        f"<p>Label conflicts across sources: {conflicts['clusters']} clusters "
+        f"({conflicts['images']} images) whose copies in different sources carry different "
+        "labels.</p>"
+    )
+    if conflicts["list"]:
+        rows = [
+            [
+                c["cluster_id"],
+                "; ".join(
+                    f"{source}: " + ", ".join(f"{k} {v}" for k, v in by_label.items())
+                    for source, by_label in c["labels_by_source"].items()
+                ),
+            ]
+            for c in conflicts["list"][: 4 * EXAMPLES_PER_KIND]
+        ]
+        parts.append(_table(rows, ["cluster", "labels by source"]))
+    parts.append(_source_examples(images, manifest, duplicates))
+    return "\n".join(parts)
+
+
 def _conflict_examples(images: _Images, figures: dict[str, Any]) -> str:
     listing = figures["label_conflicts"]["list"]
     if not listing:
@@ -267,6 +346,10 @@ def _appearance_section(images: _Images, appearance: dict[str, Any] | None) -> s
     return "\n".join(parts)
 
 
+def _source_totals(nested: dict[str, dict[str, int]]) -> dict[str, int]:
+    return {source: sum(by_label.values()) for source, by_label in nested.items()}
+
+
 def render_report(
     data_root: Path,
     manifest: pd.DataFrame,
@@ -276,7 +359,8 @@ def render_report(
 ) -> str:
     """The report's HTML text (see `write_report`)."""
     images = _Images(data_root, loader)
-    examples = _examples(images, manifest.reset_index(drop=True), duplicates)
+    manifest = manifest.reset_index(drop=True)
+    examples = _examples(images, manifest, duplicates)
     clusters, leakage, near = figures["clusters"], figures["leakage"], figures["near"]
     conflicts, shortcut = figures["label_conflicts"], figures["shortcut"]
     protocols = figures["protocols"]
@@ -291,6 +375,17 @@ def render_report(
         f"{conflicts['clusters']} clusters carry more than one label ({conflicts['images']} "
         "images, quarantined).",
     ]
+    sources = figures["sources"]
+    if len(sources["sources"]) > 1:
+        with_copy = {
+            a: n - sources["unique_images"][a]
+            for a, n in _source_totals(sources["images_by_source_class"]).items()
+        }
+        summary.append(
+            f"{len(sources['sources'])} sources; images with a copy in another source: "
+            + ", ".join(f"{a} {n}" for a, n in with_copy.items())
+            + f"; {sources['label_conflicts']['clusters']} label conflicts across sources."
+        )
     if leakage["testing_images"]:
         summary.append(
             f"{leakage['testing_with_training_twin']} of {leakage['testing_images']} Testing "
@@ -373,6 +468,9 @@ splits.csv written for protocol <b>{_e(figures["protocol"])}</b></p>
 
 <h2>Images</h2>
 {_nested_table(figures["images"]["by_split_class"], "source split")}
+
+<h2>Sources</h2>
+{_sources_section(images, manifest, duplicates, figures)}
 
 <h2>Exact duplicates</h2>
 {_table([[k.replace("_", " "), v] for k, v in figures["exact"].items()], ["measure", "count"])}

@@ -4,7 +4,7 @@
 
 | column | meaning |
 |---|---|
-| path, label | from the manifest |
+| path, label, source | from the manifest (`source`: the batch's name, default kaggle) |
 | origin_split | the source's own split: training, testing or unsplit |
 | cluster_id, cluster_size | duplicate cluster (a unique image is a cluster of one) |
 | split | train, val, test, or none (quarantined) |
@@ -14,6 +14,8 @@
 
 Training uses rows with status == "kept" (split train/val/test). Redundant rows carry their
 cluster's split, so no copy of a test image is ever in train even if someone uses them.
+Clusters are found over the whole manifest, whatever source each image came from, so a copy
+of a test image from another source is in the test split too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from braintumor.constants import (
+    DEFAULT_SOURCE_NAME,
     PROTOCOL_OFFICIAL,
     PROTOCOL_RESPLIT,
     TEST,
@@ -42,6 +45,7 @@ TRAINING, TESTING = "training", "testing"
 SPLIT_COLUMNS: tuple[str, ...] = (
     "path",
     "label",
+    "source",
     "origin_split",
     "cluster_id",
     "cluster_size",
@@ -155,6 +159,8 @@ def make_splits(
     if manifest["path"].duplicated().any():
         raise SplitError("the manifest lists a path twice; re-run ingestion")
     frame = manifest.copy()
+    if "source" not in frame.columns:
+        frame["source"] = DEFAULT_SOURCE_NAME
     frame["cluster_id"] = _cluster_series(manifest, clusters).astype(np.int64)
     frame["origin_split"] = frame["split"].astype(str)
     frame["cluster_size"] = frame.groupby("cluster_id")["path"].transform("size").astype(np.int64)
