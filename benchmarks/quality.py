@@ -105,7 +105,7 @@ def run_protocol(
     splits_path: Path,
     data_root: Path,
     config: TrainingConfig,
-    out_dir: Path,
+    out: Path,
     model_dir: Path | None = None,
     trained_model: Path | None = None,
 ) -> dict[str, Any]:
@@ -173,7 +173,8 @@ def run_protocol(
             "scored_model": str(trained_model),
             "model_sha256": file_digest(trained_model),
         }
-    np.save(out_dir / f"quality_{protocol}_test_probs.npy", probs)
+    # Next to the report, named after it: quality.json -> quality_<protocol>_test_probs.npy
+    np.save(out.with_name(f"{out.stem}_{protocol}_test_probs.npy"), probs)
     if model_dir is not None:  # e.g. for benchmarks/serving.py --model
         model_dir.mkdir(parents=True, exist_ok=True)
         result.model.save(model_dir / f"quality_{protocol}.keras")
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             path,
             args.data_root,
             config,
-            args.out.parent,
+            args.out,
             args.save_models,
             args.score_model,
         )
