@@ -22,7 +22,7 @@ export BENTOML_DO_NOT_TRACK ?= true
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND ?= tensorflow
 
-.PHONY: help setup zenml data run test lint format browser clean-data
+.PHONY: help setup zenml data run test lint format browser dashboard clean-data
 
 help:
 	@echo "make run    set up, get the data, run the training pipeline ($(CONFIG))"
@@ -78,6 +78,12 @@ browser:
 
 test: setup browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The ZenML dashboard on http://127.0.0.1:$(DASHBOARD_PORT): runs, DAGs, artifacts, the run
+# report and drift reports. No login on a local server; analytics off; Ctrl+C stops it.
+DASHBOARD_PORT ?= 8237
+dashboard: zenml
+	$(BIN)/python -m pipelines.dashboard --port $(DASHBOARD_PORT)
 
 clean-data:
 	rm -rf data/raw data/clahe data/quarantine data/quarantine.csv data/audit

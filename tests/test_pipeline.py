@@ -161,3 +161,56 @@ def test_promote_rechecks_the_gate_and_package_uses_the_store(first_run, data_di
     assert model.info.labels["stage"] == "production"
     missing = runner.invoke(app, ["package", "--version", "999"])
     assert missing.exit_code == 2 and "no version 999" in missing.output
+
+
+@pytest.mark.browser
+def test_the_dashboard_shows_the_run_dag_and_its_report(first_run) -> None:
+    """`make dashboard` (pipelines/dashboard.py) in a real Chromium: the training run's DAG
+    with its steps, and the run report rendered as the `run_report` artifact's visualisation."""
+    import shutil
+    import socket
+
+    from zenml.client import Client
+
+    from pipelines import dashboard
+
+    if shutil.which("chromium") is None:
+        pytest.skip("Chromium is not installed: apt-get install -y chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    run = Client().get_pipeline_run(first_run.run_name)
+    dashboard.skip_onboarding()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    server = dashboard.start(port)
+    try:
+        dashboard.wait_ready(url, server)
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=shutil.which("chromium"),
+                args=["--headless", "--no-sandbox", "--disable-gpu"],
+            )
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(f"{url}/projects/default/runs/{run.id}", timeout=120_000)
+            page.wait_for_selector(".react-flow__node", timeout=120_000)
+            nodes = " ".join(n.inner_text() for n in page.query_selector_all(".react-flow__node"))
+            for step in ("load_data", "audit_data", "train_custom_cnn", "gate", "report"):
+                assert step in nodes
+            report = page.locator(".react-flow__node-artifact:has-text('run_report') button").first
+            box = report.bounding_box()
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            sheet = page.locator("[data-slot=sheet-content], [role=dialog]").first
+            sheet.locator("[role=tab]:has-text('Visualization')").first.click()
+            sheet.get_by_role("button", name="Load Preview").click()
+            shown = ""
+            for _ in range(120):  # the report renders in an iframe of the sheet
+                shown = " ".join(f.locator("body").inner_text() for f in page.frames[1:])
+                if "weighted F1" in shown:
+                    break
+                page.wait_for_timeout(500)
+            browser.close()
+        assert "weighted F1" in shown and first_run.decision["passed"]
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
