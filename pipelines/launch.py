@@ -1,5 +1,6 @@
 """Starting a training run: assemble its parameters (run config, params.yaml, data version,
-code version, current production), run the pipeline, and collect what a person needs to see.
+code version, current production, promotion policy), run the pipeline, and collect what a
+person needs to see.
 
 The CLI (`braintumor train`) and tests call `launch_training`.
 """
@@ -17,7 +18,7 @@ import yaml
 from braintumor.data.versioning import data_version
 from braintumor.integrity.policy import IntegrityPolicy
 from braintumor.lineage import git_commit
-from braintumor.params import clahe_params, load_params
+from braintumor.params import clahe_params, load_params, promotion_policy
 from braintumor.run_config import RunConfig
 
 
@@ -35,6 +36,7 @@ class TrainingOutcome:
     test_metrics: dict[str, Any] = field(default_factory=dict)
     decision: dict[str, Any] = field(default_factory=dict)
     stage: str | None = None
+    same_model_as: int | None = None  # an earlier version holding this very model (a re-run)
     packaged: dict[str, Any] = field(default_factory=dict)
     report_path: Path | None = None
     exit_code_on_reject: int = 0
@@ -52,6 +54,21 @@ def read_run_config(path: Path) -> tuple[dict[str, Any], RunConfig]:
         return document, RunConfig(**run)
     except ValueError as exc:
         raise RunConfigError(f"{path}: {exc}") from None
+
+
+def run_document(
+    document: dict[str, Any], parameters: dict[str, Any], enable_cache: bool
+) -> dict[str, Any]:
+    """The ZenML run config of one run: `document` with `parameters`, and caching left to
+    each step unless it is off. A run-level `enable_cache` overrides every step's own setting
+    (ZenML's compiler configures each step with it), so `true` there would serve the steps
+    that must run every time (promote, package) from the cache."""
+    document = copy.deepcopy(document)
+    cache = enable_cache and document.pop("enable_cache", None) is not False
+    if not cache:
+        document["enable_cache"] = False  # off for every step
+    document["parameters"] = parameters
+    return document
 
 
 def production_version_id() -> str:
@@ -93,21 +110,22 @@ def launch_training(
         integrity["protocol"] = protocol
     IntegrityPolicy.from_dict(integrity)
     clahe = clahe_params(params_path).model_dump()
+    policy = promotion_policy(params_path)
     version = data_version(Path(data_dir))
 
-    document = copy.deepcopy(document)
-    document["enable_cache"] = enable_cache
-    document["parameters"] = {
+    parameters = {
         "data_source": str(Path(data_dir).resolve()),
         "data_hash": version.key,
         "run": run,
         "integrity": integrity,
         "clahe": clahe,
+        "promotion_policy": policy.model_dump(),
+        "policy_source": f"{params_path}:gate",
         "production_version": production_version_id(),
         "git_commit": git_commit(),
     }
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-        yaml.safe_dump(document, handle)
+        yaml.safe_dump(run_document(document, parameters, enable_cache), handle)
     try:
         pipeline_run = training_pipeline.with_options(config_path=handle.name)()
     finally:
@@ -136,6 +154,7 @@ def collect_outcome(pipeline_run: Any, report_dir: Path | None, exit_code: int) 
         test_metrics=output("evaluate_winner", "test_metrics") or {},
         decision=output("gate", "promotion_decision") or {},
         stage=output("promote", "stage"),
+        same_model_as=model_version.run_metadata.get("same_model_as") if model_version else None,
         packaged=output("package", "packaged") or {},
         exit_code_on_reject=exit_code,
     )

@@ -1,8 +1,15 @@
 """Model Control Plane operations the CLI runs outside a pipeline run: promote a version to
-production (re-checking the gate against today's production model) and package a version."""
+production (re-checking the gate, under the repository's policy, against today's production
+model), roll production back, and package a version.
+
+Whatever can fail comes before the stage moves: a refused or failed promotion or rollback
+leaves production as it was.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from zenml import log_metadata
@@ -10,9 +17,23 @@ from zenml.client import Client
 from zenml.enums import ModelStages
 from zenml.models import ModelVersionResponse
 
-from braintumor.constants import ARTIFACT_BEST_MODEL, CLASS_NAMES, MODEL_NAME
-from braintumor.promotion import CandidateScores, Decision, PromotionPolicy, decide_promotion
-from steps.registry import model_version_in_stage
+from braintumor.constants import (
+    ARTIFACT_BEST_MODEL,
+    ARTIFACT_GUARD,
+    ARTIFACT_OOD_DETECTOR,
+    CLASS_NAMES,
+    MODEL_NAME,
+)
+from braintumor.lineage import git_commit
+from braintumor.params import DEFAULT_PARAMS_FILE, promotion_policy
+from braintumor.promotion import (
+    CandidateScores,
+    Decision,
+    GatePolicy,
+    decide_promotion,
+    rollback_target,
+)
+from steps.registry import model_version_in_stage, now_iso, production_history, set_stage
 
 
 class PromotionError(ValueError):
@@ -39,16 +60,24 @@ def _run_artifact(model_version: ModelVersionResponse, name: str) -> Any:
     return artifact.load()
 
 
-def promote_to_production(version: int) -> tuple[Decision, ModelVersionResponse]:
+def promote_to_production(
+    version: int, params_path: Path | str = DEFAULT_PARAMS_FILE, dry_run: bool = False
+) -> tuple[Decision, ModelVersionResponse]:
     """Re-check the gate of `version` against the current production model on the version's
-    own test images, with the policy its run recorded; move it to production if it passes."""
+    own test images, under the repository's policy (`params_path`'s `gate:`, not the one its
+    run used); move it to production if it passes (unless `dry_run`)."""
     from steps.gate import compare_with_production
 
+    gate_policy = GatePolicy(promotion_policy(params_path), source=f"{params_path}:gate")
     candidate_version = find_version(version=version)
     metadata = candidate_version.run_metadata
-    if "policy" not in metadata:
+    if "promoted_to" not in metadata and "gate_summary" not in metadata:
         raise PromotionError(f"version {version} has no gate record: did its run finish?")
-    policy = PromotionPolicy(**{**dict(metadata["policy"]), "promote_to": "production"})
+    if "same_model_as" in metadata:
+        original = metadata["same_model_as"]
+        raise PromotionError(
+            f"version {version} holds the same model as version {original}: promote {original}"
+        )
     test_metrics = _run_artifact(candidate_version, "test_metrics")
     candidate = CandidateScores.from_metrics(test_metrics)
     production = model_version_in_stage("production")
@@ -59,30 +88,90 @@ def promote_to_production(version: int) -> tuple[Decision, ModelVersionResponse]
         images = _run_artifact(candidate_version, "raw_images")
         predictions = _run_artifact(candidate_version, "test_predictions")
         incumbent, _ = compare_with_production(production, images, predictions)
-    decision = decide_promotion(candidate, incumbent, policy, CLASS_NAMES)
-    if decision.passed:
-        candidate_version.set_stage("production", force=True)
-        log_metadata(
-            metadata={"promoted_to": "production", "promotion_recheck": decision.to_dict()},
-            model_name=MODEL_NAME,
-            model_version=str(candidate_version.number),
-        )
+    decision = decide_promotion(candidate, incumbent, gate_policy, CLASS_NAMES, "production")
+    if decision.passed and not dry_run:
+        record = {**decision.to_dict(), "git_commit": git_commit(), "at": now_iso()}
+        set_stage(candidate_version, "production", {"promotion_recheck": record})
     return decision, candidate_version
 
 
-def package_version(version: int | None = None, stage: str | None = None, build: bool = True):
-    """Package a version (by number or stage) into BentoML: `(model_tag, bento_tag)`."""
+@dataclass(frozen=True)
+class Rollback:
+    """What `rollback_production` did, as recorded on both versions."""
+
+    from_version: int
+    to_version: int
+    reason: str
+    model_tag: str
+    bento_tag: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "from_version": self.from_version,
+            "to_version": self.to_version,
+            "reason": self.reason,
+            "bentoml_model": self.model_tag,
+            "bento": self.bento_tag or "not built",
+        }
+
+
+def rollback_production(reason: str, to: int | None = None, build: bool = True) -> Rollback:
+    """Put the previous production version (or `to`) back in production, with `reason`.
+
+    The version is packaged first (its BentoML model becomes the latest, labelled production),
+    then the stage moves: if packaging fails, production is unchanged. The record (from, to,
+    reason, who, when, git commit) goes on both versions' metadata."""
+    reason = reason.strip()
+    if not reason:
+        raise PromotionError("a rollback needs a reason (--reason)")
+    current = model_version_in_stage("production")
+    target_number = rollback_target(production_history(), current.number if current else None, to)
+    target, (model_tag, bento_tag) = package_version(
+        version=target_number, build=build, as_stage="production"
+    )
+    done = Rollback(current.number, target.number, reason, model_tag, bento_tag)
+    record = {
+        **done.to_dict(),
+        "at": now_iso(),
+        "by": Client().active_user.name,
+        "git_commit": git_commit(),
+    }
+    set_stage(target, "production", {"rollback": record})
+    log_metadata(
+        metadata={"rolled_back": record, "rolled_back_at": record["at"]},
+        model_version_id=current.id,
+    )
+    return done
+
+
+def package_version(
+    version: int | None = None,
+    stage: str | None = None,
+    build: bool = True,
+    as_stage: str | None = None,
+):
+    """Package a version (by number or stage) into BentoML, with its guard when its run
+    fitted one: `(model_version, (model_tag, bento_tag))`. `as_stage` is the stage the model
+    card states (default: the version's own), for a version packaged before it moves there."""
     from braintumor.constants import VAL
+    from braintumor.guard.review import GuardCard
     from braintumor.serving.store import package_model
     from braintumor.training.dataset import label_indices, load_images, select_split
     from steps.registry import model_card
 
     model_version = find_version(version, stage)
     model = _run_artifact(model_version, ARTIFACT_BEST_MODEL)
-    card = model_card(model_version)
+    card = model_card(model_version, stage=as_stage)
     images = _run_artifact(model_version, "raw_images")
     rows = select_split(_run_artifact(model_version, "splits"), VAL)
     parity = load_images(rows["path"].tolist(), images.path, card.spec).astype("float32")
     labels = label_indices(rows["label"].tolist())
-    tags = package_model(model, card, parity_inputs=parity, parity_labels=labels, build=build)
+    guard = None
+    guard_card = model_version.get_artifact(ARTIFACT_GUARD)
+    detector = model_version.get_artifact(ARTIFACT_OOD_DETECTOR)
+    if guard_card is not None and detector is not None:
+        guard = (GuardCard.model_validate(guard_card.load()), detector.load())
+    tags = package_model(
+        model, card, parity_inputs=parity, parity_labels=labels, build=build, guard=guard
+    )
     return model_version, tags

@@ -12,9 +12,9 @@ What is served: the winner (`best_model`) as one ONNX graph with the temperature
 `answer_reference` (validation images and the model's answers) as the drift reference.
 
 Run it with `braintumor train --config configs/<profile>.yaml`. `run` is the `parameters.run`
-block of that config (see `braintumor.run_config.RunConfig`); `integrity` and `clahe` come
-from params.yaml (DVC), `data_hash` identifies the data version so that changed data never
-hits the cache.
+block of that config (see `braintumor.run_config.RunConfig`); `integrity`, `clahe` and
+`promotion_policy` come from params.yaml, `data_hash` identifies the data version so that
+changed data never hits the cache.
 """
 
 from __future__ import annotations
@@ -84,6 +84,8 @@ def training_pipeline(
     run: dict[str, Any],
     integrity: dict[str, Any],
     clahe: dict[str, Any],
+    promotion_policy: dict[str, Any],
+    policy_source: str = "params.yaml:gate",
     production_version: str = "none",
     git_commit: str = "unknown",
 ) -> None:
@@ -125,11 +127,13 @@ def training_pipeline(
         test_predictions=test_predictions,
         images=images,
         run=run,
+        promotion_policy=promotion_policy,
+        policy_source=policy_source,
         production_version=production_version,
         git_commit=git_commit,
         data_hash=data_hash,
     )
-    stage = promote(promotion_decision=decision)
+    stage = promote(promotion_decision=decision, winner=winner)
     package(
         best_model=best_model,
         guard=guard,

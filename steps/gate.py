@@ -1,6 +1,7 @@
 """Step: the promotion gate. Re-scores the production model on this run's test images and
-calls the pure `decide_promotion`. `production_version` (read when the run starts) is a
-parameter, so the gate is only served from cache while production is unchanged."""
+calls the pure `decide_promotion` under the repository's policy (params.yaml `gate:`, read
+when the run starts) with the run config's overrides. `production_version` and the policy
+are parameters, so the gate is only served from cache while both are unchanged."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ from braintumor.constants import ARTIFACT_BEST_MODEL, ARTIFACT_DECISION, CLASS_N
 from braintumor.evaluation.calibration import calibrate
 from braintumor.evaluation.metrics import mcnemar, paired_bootstrap_delta, weighted_f1
 from braintumor.preprocessing import PreprocessSpec
-from braintumor.promotion import CandidateScores, IncumbentComparison, decide_promotion
+from braintumor.promotion import (
+    CandidateScores,
+    IncumbentComparison,
+    PromotionPolicy,
+    decide_promotion,
+    effective_policy,
+)
 from braintumor.run_config import RunConfig
 from braintumor.training.dataset import label_indices, load_images
 from braintumor.training.trainer import predict_proba
@@ -60,12 +67,21 @@ def gate(
     test_predictions: pd.DataFrame,
     images: ImageFolder,
     run: dict[str, Any],
+    promotion_policy: dict[str, Any],
+    policy_source: str,
     production_version: str,
     git_commit: str,
     data_hash: str,
 ) -> Annotated[dict, ARTIFACT_DECISION]:
-    """The decision with its reasons, recorded on this run's model version."""
-    policy = RunConfig(**run).gate
+    """The decision with its reasons and the policy it was made under, recorded on this run's
+    model version."""
+    settings = RunConfig(**run).gate
+    policy = effective_policy(
+        PromotionPolicy(**promotion_policy),
+        settings.policy_overrides,
+        overridden_by="the run config's gate.policy_overrides",
+        source=policy_source,
+    )
     candidate = CandidateScores.from_metrics(test_metrics)
     production = model_version_in_stage("production")
     found = str(production.id) if production else "none"
@@ -77,7 +93,9 @@ def gate(
     incumbent, tests = None, {}
     if production is not None:
         incumbent, tests = compare_with_production(production, images, test_predictions)
-    decision = decide_promotion(candidate, incumbent, policy, CLASS_NAMES).to_dict()
+    decision = decide_promotion(
+        candidate, incumbent, policy, CLASS_NAMES, settings.promote_to
+    ).to_dict()
     decision.update(
         incumbent_version=incumbent.version if incumbent else None,
         incumbent_weighted_f1=incumbent.weighted_f1 if incumbent else None,
@@ -91,7 +109,7 @@ def gate(
             "gate_summary": decision["summary"],
             "git_commit": git_commit,
             "data_hash": data_hash,
-            "policy": policy.model_dump(),
+            "policy": policy.to_dict(),
         },
         infer_model=True,
     )

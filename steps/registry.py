@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from zenml import get_step_context
+from zenml import get_step_context, log_metadata
 from zenml.client import Client
 from zenml.enums import ModelStages
-from zenml.models import ModelVersionResponse
+from zenml.models import ArtifactVersionResponse, ModelVersionResponse
 
 from braintumor.constants import MODEL_NAME
+from braintumor.promotion import ProductionRecord
+
+
+def this_run_artifact(step_name: str, output_name: str) -> ArtifactVersionResponse:
+    """An output of another step of the *current* run (never "latest by name")."""
+    run = Client().get_pipeline_run(get_step_context().pipeline_run.id)
+    try:
+        return run.steps[step_name].outputs[output_name][0]
+    except KeyError:
+        raise KeyError(f"this run has no output {output_name!r} of step {step_name!r}") from None
 
 
 def this_run_output(step_name: str, output_name: str) -> Any:
-    """Load an output of another step of the *current* run (never "latest by name")."""
-    run = Client().get_pipeline_run(get_step_context().pipeline_run.id)
-    try:
-        return run.steps[step_name].outputs[output_name][0].load()
-    except KeyError:
-        raise KeyError(f"this run has no output {output_name!r} of step {step_name!r}") from None
+    """Load an output of another step of the *current* run."""
+    return this_run_artifact(step_name, output_name).load()
 
 
 def model_version_in_stage(
@@ -29,6 +36,50 @@ def model_version_in_stage(
         return Client().get_model_version(name, ModelStages(stage))
     except KeyError:
         return None
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def set_stage(model_version: ModelVersionResponse, stage: str, record: dict[str, Any]) -> None:
+    """Move `model_version` to `stage` (its previous holder is archived) and record why on the
+    version; entering production is timestamped (`production_since`), for rollback."""
+    model_version.set_stage(stage, force=True)
+    metadata = {"promoted_to": stage, **record}
+    if stage == "production":
+        metadata["production_since"] = now_iso()
+    log_metadata(metadata=metadata, model_version_id=model_version.id)
+
+
+def production_history(name: str = MODEL_NAME) -> list[ProductionRecord]:
+    """What each version of `name` recorded about its time in production. Versions promoted
+    before `production_since` was recorded count from their creation time."""
+    records = []
+    for version in Client().list_model_versions(name, size=1000, hydrate=True):
+        metadata = version.run_metadata
+        since = metadata.get("production_since")
+        if since is None and metadata.get("promoted_to") == "production":
+            created = version.created
+            since = (created if created.tzinfo else created.replace(tzinfo=UTC)).isoformat()
+        records.append(ProductionRecord(version.number, since, metadata.get("rolled_back_at")))
+    return records
+
+
+def earlier_version_holding(
+    artifact: ArtifactVersionResponse, model_version: ModelVersionResponse
+) -> ModelVersionResponse | None:
+    """The first version of `model_version`'s model before it that holds `artifact` too (a
+    re-run whose training came from the cache holds the very artifact), or None."""
+    client = Client()
+    links = client.list_model_version_artifact_links(artifact_version_id=artifact.id, size=100)
+    others = [
+        client.get_model_version(model_version.model.id, link.model_version)
+        for link in links
+        if link.model_version != model_version.id
+    ]
+    others = [other for other in others if other.number < model_version.number]
+    return min(others, key=lambda other: other.number) if others else None
 
 
 FLAT_METRICS = ("weighted_f1", "macro_f1", "accuracy", "balanced_accuracy", "roc_auc_macro", "ece")

@@ -1,24 +1,63 @@
 """The training pipeline end to end on the shipped sample (smoke profile), in the session's
 isolated ZenML store: run, lineage, stages as the gate decided, a rejected candidate leaves
-production alone, a failed run promotes nothing, an unchanged re-run is served from cache."""
+production alone, a failed run promotes nothing, an unchanged re-run is served from cache and
+moves no stage, `braintumor promote` decides with the repository's policy, `braintumor
+rollback` puts the previous production version back and packages it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import yaml
 
 from braintumor.constants import MODEL_NAME
 from braintumor.data.ingest import ingest
 
 pytestmark = pytest.mark.slow
 
-SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs" / "smoke.yaml"
 
 
 @pytest.fixture(scope="module")
 def data_dir(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ingest(sample_dir, out_dir=tmp_path_factory.mktemp("pipeline") / "raw").out_dir
+
+
+def _params(folder: Path, **gate: float) -> Path:
+    """The repository's params.yaml with another promotion policy: the repository of a test."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["gate"] = {**params["gate"], **gate}
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.fixture(scope="module")
+def lenient(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository whose policy a one-epoch smoke model passes."""
+    folder = tmp_path_factory.mktemp("lenient")
+    return _params(folder, min_weighted_f1=0.0, min_class_recall=0.0, max_regression=1.0)
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository whose policy no model passes."""
+    return _params(tmp_path_factory.mktemp("strict"), min_weighted_f1=1.01)
+
+
+def _step_statuses(run_name: str) -> dict[str, str]:
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(run_name)
+    return {name: step.status.value for name, step in run.steps.items()}
+
+
+def _metadata(number: int) -> dict:
+    from zenml.client import Client
+
+    return dict(Client().get_model_version(MODEL_NAME, number).run_metadata)
 
 
 def _versions() -> dict[int, str | None]:
@@ -32,14 +71,13 @@ def _production() -> int | None:
 
 
 @pytest.fixture(scope="module")
-def first_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+def first_run(data_dir: Path, lenient: Path, tmp_path_factory: pytest.TempPathFactory):
     from pipelines.launch import launch_training
 
     reports = tmp_path_factory.mktemp("reports")
-    outcome = launch_training(
-        SMOKE, data_dir, overrides={"gate": {"promote_to": "production"}}, report_dir=reports
-    )
-    return outcome
+    # Straight to production: allowed under the repository's own policy only.
+    gate = {"promote_to": "production", "policy_overrides": {}}
+    return launch_training(SMOKE, data_dir, lenient, overrides={"gate": gate}, report_dir=reports)
 
 
 def test_smoke_run_trains_gates_promotes_and_records_lineage(first_run) -> None:
@@ -50,6 +88,9 @@ def test_smoke_run_trains_gates_promotes_and_records_lineage(first_run) -> None:
     assert {row["backbone"] for row in outcome.leaderboard} == {"custom_cnn", "mobilenetv2"}
     assert outcome.winner in {"custom_cnn", "mobilenetv2"}
     assert outcome.decision["passed"] and outcome.stage == "production"
+    policy = outcome.decision["policy"]
+    assert policy["source"].endswith("params.yaml:gate") and policy["repository"]
+    assert f"(policy {policy['name']})" in outcome.decision["summary"]
     version = Client().get_model_version(MODEL_NAME, outcome.model_version)
     assert version.stage == "production"
     metadata = version.run_metadata
@@ -62,6 +103,7 @@ def test_smoke_run_trains_gates_promotes_and_records_lineage(first_run) -> None:
         "test_weighted_f1",
         "gate_summary",
         "training_config",
+        "production_since",
     ):
         assert key in metadata, key
     assert metadata["protocol"] == "resplit" and metadata["data_hash"].startswith("manifest:")
@@ -89,7 +131,7 @@ def test_smoke_run_trains_gates_promotes_and_records_lineage(first_run) -> None:
 
 
 def test_rejected_candidate_leaves_production_unchanged_and_cache_is_used(
-    first_run, data_dir
+    first_run, data_dir, lenient
 ) -> None:
     from zenml.client import Client
 
@@ -97,9 +139,8 @@ def test_rejected_candidate_leaves_production_unchanged_and_cache_is_used(
 
     production = _production()
     assert production == first_run.model_version
-    outcome = launch_training(
-        SMOKE, data_dir, overrides={"gate": {"min_weighted_f1": 1.01}}, report_dir=None
-    )
+    tight = {"gate": {"policy_overrides": {"min_weighted_f1": 1.01}}}
+    outcome = launch_training(SMOKE, data_dir, lenient, overrides=tight, report_dir=None)
     assert outcome.status == "completed"
     assert not outcome.decision["passed"] and outcome.stage == "none"
     assert any("floor 1.0100" in reason for reason in outcome.decision["reasons"])
@@ -116,6 +157,36 @@ def test_rejected_candidate_leaves_production_unchanged_and_cache_is_used(
         "train_custom_cnn",
         "train_mobilenetv2",
     } <= cached
+    assert run.steps["promote"].status.value == "completed"  # never from the cache
+
+
+def test_an_unchanged_rerun_moves_no_stage_and_names_the_same_model(
+    first_run, data_dir, lenient
+) -> None:
+    from typer.testing import CliRunner
+
+    from braintumor.cli import app
+    from pipelines.launch import launch_training
+
+    before = _versions()
+    # Only the gate settings differ from the first run: the training comes from the cache,
+    # so this version holds the first one's model; run again, everything is cached.
+    same = launch_training(SMOKE, data_dir, lenient, report_dir=None)
+    rerun = launch_training(SMOKE, data_dir, lenient, report_dir=None)
+    statuses = _step_statuses(rerun.run_name)
+    assert statuses.pop("promote") == "completed" and statuses.pop("package") == "completed"
+    assert set(statuses.values()) == {"cached"}, statuses  # everything else from the cache
+    assert rerun.decision["passed"] and rerun.decision["target_stage"] == "staging"
+    for outcome in (same, rerun):
+        assert outcome.same_model_as == first_run.model_version and outcome.stage == "none"
+        assert _metadata(outcome.model_version)["same_model_as"] == first_run.model_version
+    assert _versions() == {**before, same.model_version: None, rerun.model_version: None}
+    assert not rerun.packaged["packaged"]
+    refused = CliRunner().invoke(
+        app, ["promote", "--version", str(rerun.model_version), "--params", str(lenient)]
+    )
+    assert refused.exit_code == 2
+    assert f"same model as version {first_run.model_version}" in refused.output
 
 
 def test_a_failed_run_promotes_nothing(first_run, data_dir) -> None:
@@ -131,36 +202,102 @@ def test_a_failed_run_promotes_nothing(first_run, data_dir) -> None:
     assert all(after[number] is None for number in new)
 
 
-def test_promote_rechecks_the_gate_and_package_uses_the_store(first_run, data_dir) -> None:
+def _retrained(seed: int) -> dict:
+    """Run settings that train a new model (one backbone, another seed)."""
+    training = yaml.safe_load(SMOKE.read_text())["parameters"]["run"]["training"]
+    return {"backbones": ["custom_cnn"], "training": {**training, "seed": seed}}
+
+
+@pytest.fixture(scope="module")
+def staged(first_run, data_dir, lenient):
+    """A new model, gated by the smoke profile's zero floors (here the same as the lenient
+    repository's): staging."""
+    from pipelines.launch import launch_training
+
+    outcome = launch_training(SMOKE, data_dir, lenient, overrides=_retrained(7), report_dir=None)
+    assert outcome.stage == "staging" and outcome.same_model_as is None
+    return outcome
+
+
+def test_promote_decides_with_the_repository_policy(first_run, staged, lenient, strict) -> None:
     import bentoml
     from typer.testing import CliRunner
 
     from braintumor.cli import app
-    from pipelines.launch import launch_training
 
     runner = CliRunner()
-    staged = launch_training(SMOKE, data_dir, report_dir=None)  # cached training, gate to staging
-    assert staged.stage == "staging"
-    rejected = launch_training(
-        SMOKE, data_dir, overrides={"gate": {"min_class_recall": 1.01}}, report_dir=None
-    )
-    refused = runner.invoke(app, ["promote", "--version", str(rejected.model_version)])
-    assert refused.exit_code == 1 and "REJECT" in refused.output
+    version = str(staged.model_version)
+    # The policy of today's repository decides, not the zero floors the version's run used.
+    refused = runner.invoke(app, ["promote", "--version", version, "--params", str(strict)])
+    assert refused.exit_code == 1 and "REJECT" in refused.output, refused.output
+    assert f"policy {strict}:gate@" in refused.output and "floor 1.0100" in refused.output
     assert _production() == first_run.model_version
 
-    accepted = runner.invoke(app, ["promote", "--version", str(staged.model_version)])
+    dry = ["promote", "--version", version, "--params", str(lenient), "--dry-run"]
+    checked = runner.invoke(app, dry)
+    assert checked.exit_code == 0 and "production is unchanged" in checked.output
+    assert _production() == first_run.model_version
+
+    accepted = runner.invoke(app, ["promote", "--version", version, "--params", str(lenient)])
     assert accepted.exit_code == 0, accepted.output
-    assert "PROMOTE to production" in accepted.output
+    assert "PROMOTE to production (policy " in accepted.output
     assert _production() == staged.model_version
     assert _versions()[first_run.model_version] == "archived"
+    recheck = _metadata(staged.model_version)["promotion_recheck"]
+    assert recheck["policy"]["source"] == f"{lenient}:gate" and recheck["git_commit"]
 
     packaged = runner.invoke(app, ["package", "--stage", "production", "--no-build"])
     assert packaged.exit_code == 0, packaged.output
     model = bentoml.models.get("brain-tumor-classifier:latest")
     assert model.info.labels["model_version"] == str(staged.model_version)
     assert model.info.labels["stage"] == "production"
+    assert "guard" in model.info.metadata  # packaged as the pipeline packages it
     missing = runner.invoke(app, ["package", "--version", "999"])
     assert missing.exit_code == 2 and "no version 999" in missing.output
+
+
+def test_rollback_restores_the_previous_production_version(first_run, staged) -> None:
+    import bentoml
+    from typer.testing import CliRunner
+
+    from braintumor.cli import app
+
+    runner = CliRunner()
+    assert _production() == staged.model_version  # promoted by the test above
+    unexplained = runner.invoke(app, ["rollback", "--no-build"])
+    assert unexplained.exit_code == 2 and "--reason is required" in unexplained.output
+    assert len(unexplained.output.strip().splitlines()) == 1
+    assert _production() == staged.model_version
+
+    reason = "glioma recall dropped on new scanner data"
+    back = runner.invoke(app, ["rollback", "--reason", reason, "--no-build"])
+    assert back.exit_code == 0, back.output
+    assert f"production: version {first_run.model_version} (was {staged.model_version})" in (
+        back.output
+    )
+    assert reason in back.output
+    assert _production() == first_run.model_version
+    assert _versions()[staged.model_version] == "archived"
+    restored = _metadata(first_run.model_version)["rollback"]
+    assert restored["reason"] == reason and restored["from_version"] == staged.model_version
+    assert restored["by"] and restored["at"]
+    assert _metadata(staged.model_version)["rolled_back"]["reason"] == reason
+    model = bentoml.models.get("brain-tumor-classifier:latest")  # packaging serves it again
+    assert model.info.labels["model_version"] == str(first_run.model_version)
+    assert model.info.labels["stage"] == "production"
+
+    # Nothing was in production before the first version, and the one rolled back from is
+    # not "previous": a second rollback needs --to.
+    again = runner.invoke(app, ["rollback", "--reason", "again", "--no-build"])
+    assert again.exit_code == 2 and "give --to N" in again.output
+    never = min(n for n, stage in _versions().items() if stage is None)  # the rejected one
+    refused = runner.invoke(app, ["rollback", "--to", str(never), "--reason", "x", "--no-build"])
+    assert refused.exit_code == 2 and "was never in production" in refused.output
+    assert _production() == first_run.model_version
+
+    forward = ["rollback", "--to", str(staged.model_version), "--reason", "fixed", "--no-build"]
+    assert runner.invoke(app, forward).exit_code == 0
+    assert _production() == staged.model_version
 
 
 @pytest.mark.browser

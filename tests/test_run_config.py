@@ -68,7 +68,12 @@ def test_overrides_merge_deeply_and_clahe_comes_from_params() -> None:
             "params.yaml",
         ),
         ({"backbones": ["custom_cnn"], "training": {"epochs": 0}}, "epochs"),
-        ({"backbones": ["custom_cnn"], "gate": {"min_weighted_f1": -1}}, "min_weighted_f1"),
+        ({"backbones": ["custom_cnn"], "gate": {"min_weighted_f1": 0.5}}, "params.yaml `gate:`"),
+        (
+            {"backbones": ["custom_cnn"], "gate": {"policy_overrides": {"min_weighted_f1": -1}}},
+            "min_weighted_f1",
+        ),
+        ({"backbones": ["custom_cnn"], "gate": {"promote_to": "prod"}}, "promote_to"),
         ({"backbones": ["custom_cnn"], "resources": {"memory": "lots"}}, "memory"),
     ],
 )
@@ -88,3 +93,57 @@ def test_gpu_requests_reach_kubeflow_and_kubernetes_pod_settings() -> None:
     for flavor in ("orchestrator.kubeflow", "orchestrator.kubernetes"):
         limits = settings[flavor]["pod_settings"]["resources"]["limits"]
         assert limits == {"nvidia.com/gpu": 1, "memory": "16Gi"}
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_promotion_policy_is_declared_once_in_params_yaml() -> None:
+    from braintumor.params import promotion_policy
+
+    policy = promotion_policy(ROOT / "params.yaml")
+    assert (policy.min_weighted_f1, policy.min_class_recall, policy.max_regression) == (
+        0.90,
+        0.85,
+        0.005,
+    )
+    for path in CONFIGS:  # no profile restates a threshold; smoke overrides them openly
+        gate = yaml.safe_load(path.read_text())["parameters"]["run"].get("gate", {})
+        assert set(gate) <= {"promote_to", "exit_code_on_reject", "policy_overrides"}, path
+        assert ("policy_overrides" in gate) == (path.stem == "smoke"), path
+
+
+def test_the_smoke_profile_policy_is_not_the_repository_one() -> None:
+    from braintumor.params import promotion_policy
+    from braintumor.promotion import effective_policy
+
+    run = RunConfig(
+        **yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())["parameters"]["run"]
+    )
+    smoke = effective_policy(promotion_policy(ROOT / "params.yaml"), run.gate.policy_overrides)
+    assert not smoke.repository and smoke.policy.min_weighted_f1 == 0.0
+
+
+def test_a_params_file_without_a_gate_is_refused(tmp_path: Path) -> None:
+    from braintumor.params import promotion_policy
+
+    (tmp_path / "params.yaml").write_text("clahe: {clip_limit: 2.0}\n")
+    with pytest.raises(ValueError, match="no `gate:` section"):
+        promotion_policy(tmp_path / "params.yaml")
+
+
+def test_a_run_leaves_caching_to_each_step_unless_it_is_off() -> None:
+    """ZenML applies a run-level `enable_cache` to every step, over the step's own
+    `enable_cache=False`: a cached `promote` would leave the new version without a stage."""
+    from pipelines.launch import run_document
+
+    for path in CONFIGS:
+        assert "enable_cache" not in yaml.safe_load(path.read_text()), path
+    parameters = {"run": {}}
+    on = run_document({"enable_cache": True, "parameters": {}}, parameters, enable_cache=True)
+    assert "enable_cache" not in on and on["parameters"] == parameters
+    assert run_document({}, parameters, enable_cache=False)["enable_cache"] is False
+    assert (
+        run_document({"enable_cache": False}, parameters, enable_cache=True)["enable_cache"]
+        is False
+    )

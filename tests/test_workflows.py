@@ -129,23 +129,34 @@ def test_retrain_is_scheduled_and_dispatchable_with_a_config():
     assert retrain["concurrency"]["cancel-in-progress"] is False
 
 
-def test_promote_takes_a_version_and_smoke_tests_before_pushing():
+def test_promote_moves_the_stage_only_after_packaging_smoke_test_and_push():
     promote = load("promote")
     version = promote["on"]["workflow_dispatch"]["inputs"]["version"]
     assert version["required"] is True
     assert "schedule" not in promote["on"] and "push" not in promote["on"]
     run = scripts(promote)
     expected = [
-        'braintumor promote --version "$VERSION"',
-        "braintumor package --stage production",
+        'braintumor promote --version "$VERSION" --dry-run',
+        'braintumor package --version "$VERSION" --as-stage production',
         "bentoml serve brain_tumor_classifier:latest --host 127.0.0.1",
         ".github/scripts/smoke_test.py",
         "docker login",
         "bentoml containerize brain_tumor_classifier:latest",
-        "docker push",
+        'docker push "$IMAGE:$VERSION"',
+        'braintumor promote --version "$VERSION"\n',  # the stage moves here, and only here
+        'docker push "$IMAGE:production"',
     ]
     positions = [run.index(command) for command in expected]
     assert positions == sorted(positions), "commands out of order"
+    # Every step runs only if the ones before succeeded (no `if: always()` and no
+    # continue-on-error), so a failure before the move leaves the registry unchanged.
+    for step in steps(promote):
+        assert "if" not in step and not step.get("continue-on-error"), step.get("name")
+    moves = [s for s in steps(promote) if "braintumor promote" in s.get("run", "")]
+    assert [s["run"].strip() for s in moves] == [
+        'braintumor promote --version "$VERSION" --dry-run',
+        'braintumor promote --version "$VERSION"',
+    ]
     text = (WORKFLOWS / "promote.yml").read_text()
     for secret in ("ZENML_STORE_URL", "ZENML_STORE_API_KEY", "REGISTRY", "REGISTRY_PASSWORD"):
         assert f"secrets.{secret} }}}}" in text
@@ -258,7 +269,8 @@ def fake_gate() -> Annotated[dict, "promotion_decision"]:
         {"name": "floor", "passed": True, "detail": "weighted F1 0.9000 >= 0.85"},
         {"name": "recall", "passed": False, "detail": "recall of glioma 0.70 < 0.85"},
     ]
-    return {"passed": False, "target_stage": None, "checks": checks}
+    policy = {"name": "params.yaml:gate@0123456789ab"}
+    return {"passed": False, "target_stage": None, "checks": checks, "policy": policy}
 
 
 @zenml.pipeline(name=SUMMARY_PIPELINE, enable_cache=False)
@@ -277,6 +289,7 @@ def test_run_summary_reports_the_gate_decision_of_the_latest_run(
     assert run_summary.main(["--pipeline", SUMMARY_PIPELINE]) == 0
     text = capsys.readouterr().out
     assert "**REJECTED**: production is unchanged" in text
+    assert "under the policy `params.yaml:gate@0123456789ab`" in text
     assert "❌ recall of glioma 0.70 < 0.85" in text and "✅ weighted F1" in text
     assert "Winner **custom_cnn**" in text and "weighted F1 0.9000 [0.8800, 0.9200]" in text
     assert "| custom_cnn | 0.9100 | 0.8000 |" in text

@@ -45,6 +45,9 @@ def run_markdown(run: Any) -> str:
             else "**REJECTED**: production is unchanged"
         )
         lines.append(f"Gate decision for model version {version}: {verdict}")
+        policy = (decision.get("policy") or {}).get("name")
+        if policy:
+            lines.append(f"under the policy `{policy}`")
         lines.append("")
         for check in decision.get("checks", []):
             mark = "✅" if check.get("passed") else "❌"

@@ -419,6 +419,11 @@ def train(
     decision = outcome.decision
     colour = "green" if decision.get("passed") else "red"
     out.print(f"model version {outcome.model_version}: [{colour}]{decision.get('summary', '')}[/]")
+    if outcome.same_model_as is not None:
+        out.print(
+            f"version {outcome.model_version} holds the same model as version "
+            f"{outcome.same_model_as} (nothing changed since): no stage set"
+        )
     if outcome.packaged.get("packaged"):
         out.print(
             f"packaged: {outcome.packaged['model_tag']} -> Bento {outcome.packaged['bento_tag']}"
@@ -568,22 +573,57 @@ def _print_drift(summary: dict) -> None:
 @app.command()
 def promote(
     version: Annotated[int, typer.Option(help="The model version to move to production.")],
+    params: Annotated[
+        Path, typer.Option(help="params.yaml holding the promotion policy (`gate:`).")
+    ] = Path("params.yaml"),
+    dry_run: Annotated[bool, typer.Option(help="Only re-check the gate; move nothing.")] = False,
 ) -> None:
     """Move a version to production, re-checking its gate first.
 
-    Today's production model is re-scored on the version's own test images; exit code 1 when
-    the gate refuses (production is then unchanged)."""
-    from pipelines.operations import PromotionError, promote_to_production
+    The gate is the repository's policy (params.yaml `gate:`), whatever policy the version's
+    run used; today's production model is re-scored on the version's own test images. Exit
+    code 1 when the gate refuses (production is then unchanged)."""
+    from pipelines.operations import promote_to_production
 
     with _user_errors():
-        try:
-            decision, model_version = promote_to_production(version)
-        except PromotionError as exc:
-            raise ValueError(str(exc)) from None
+        decision, model_version = promote_to_production(version, params, dry_run=dry_run)
     colour = "green" if decision.passed else "red"
     out.print(f"version {model_version.number}: [{colour}]{decision.summary()}[/]")
+    if decision.passed and dry_run:
+        out.print("dry run: production is unchanged")
     if not decision.passed:
         raise typer.Exit(1)
+
+
+@app.command()
+def rollback(
+    reason: Annotated[
+        str | None,
+        typer.Option(help="Why production goes back (recorded on both versions). Required."),
+    ] = None,
+    to: Annotated[
+        int | None,
+        typer.Option(help="The version to go back to (default: the previous production one)."),
+    ] = None,
+    build: Annotated[bool, typer.Option(help="Also build the Bento (bentofile.yaml).")] = True,
+) -> None:
+    """Put the previous production version (or --to N) back in production, and package it.
+
+    Packaging comes first: if it fails, production is unchanged. The rollback (from, to,
+    reason, who, when) is recorded in both versions' metadata."""
+    from pipelines.operations import rollback_production
+
+    with _user_errors():
+        if reason is None:
+            raise ValueError("--reason is required: say why production goes back")
+        done = rollback_production(reason, to=to, build=build)
+    out.print(
+        f"production: version {done.to_version} (was {done.from_version}); "
+        f"reason recorded: {done.reason}"
+    )
+    out.print(f"version {done.to_version} -> BentoML model {done.model_tag}")
+    if done.bento_tag:
+        out.print(f"Bento {done.bento_tag}: serve it with `bentoml serve {done.bento_tag}`")
 
 
 @app.command()
@@ -593,17 +633,23 @@ def package(
         str | None, typer.Option(help="Or package the version in this stage (e.g. production).")
     ] = None,
     build: Annotated[bool, typer.Option(help="Also build the Bento (bentofile.yaml).")] = True,
+    as_stage: Annotated[
+        str | None,
+        typer.Option(
+            help="The stage the model card states (default: the version's own); the promotion "
+            "workflow packages a version as production before moving it there.",
+        ),
+    ] = None,
 ) -> None:
     """Package a model version for serving (BentoML model store and Bento).
 
     An ONNX copy is shipped when it answers like the Keras model."""
-    from pipelines.operations import PromotionError, package_version
+    from pipelines.operations import package_version
 
     with _user_errors():
-        try:
-            model_version, (model_tag, bento_tag) = package_version(version, stage, build)
-        except PromotionError as exc:
-            raise ValueError(str(exc)) from None
+        model_version, (model_tag, bento_tag) = package_version(
+            version, stage, build, as_stage=as_stage
+        )
     out.print(f"version {model_version.number} -> BentoML model {model_tag}")
     if bento_tag:
         out.print(f"Bento {bento_tag}: serve it with `bentoml serve {bento_tag}`")

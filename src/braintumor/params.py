@@ -1,6 +1,8 @@
-"""`params.yaml`: the data-stage parameters DVC tracks (one source of truth for them).
+"""`params.yaml`: the data-stage parameters DVC tracks and the promotion policy (one source
+of truth for each).
 
-Validated once here; the DVC CLAHE stage, the audit and the ZenML pipeline all read it.
+Validated once here; the DVC CLAHE stage, the audit, the ZenML pipeline and `braintumor
+promote` all read it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from braintumor.preprocessing import PreprocessSpec
+from braintumor.promotion import PromotionPolicy
 
 DEFAULT_PARAMS_FILE = Path("params.yaml")
 
@@ -45,3 +48,15 @@ def load_params(path: Path | str = DEFAULT_PARAMS_FILE) -> dict[str, Any]:
 
 def clahe_params(path: Path | str = DEFAULT_PARAMS_FILE) -> ClaheParams:
     return ClaheParams(**load_params(path).get("clahe", {}))
+
+
+def promotion_policy(path: Path | str = DEFAULT_PARAMS_FILE) -> PromotionPolicy:
+    """The repository's promotion policy (`gate:`); every move to production is checked
+    against it."""
+    gate = load_params(path).get("gate")
+    if not gate:
+        raise ValueError(f"{path} has no `gate:` section: the promotion policy lives there")
+    try:
+        return PromotionPolicy(**gate)
+    except ValueError as exc:
+        raise ValueError(f"{path} `gate:`: {exc}") from None

@@ -3,33 +3,99 @@
 Like TFX's blessing, but stricter for a medical classifier: an absolute floor on weighted F1,
 a floor on every class's recall (a missed tumour costs more than a false alarm), and no
 regression against the production model re-scored on the *same* test set.
+
+The policy is the repository's: params.yaml `gate:` (versioned with the code). A run config
+may override it for its own runs (the smoke profile zeroes the floors to exercise the
+plumbing); a model gated by anything but the repository's policy stops at staging, and
+`braintumor promote` re-checks it with the repository's policy of the day. Every decision
+names the policy it was made under (source and content digest).
+
+Rollback (`rollback_target`) is decided here too, from the production history the registry
+recorded on each version.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Stage = Literal["staging", "production"]
+REPOSITORY_POLICY_SOURCE = "params.yaml:gate"
 
 
 class PromotionPolicy(BaseModel):
-    """Gate thresholds (from the run config's `gate` section)."""
+    """Gate thresholds: params.yaml `gate:`, the one place they are declared."""
 
     model_config = ConfigDict(extra="forbid")
 
-    min_weighted_f1: float = Field(0.90, ge=0)
-    min_class_recall: float = Field(0.85, ge=0)
-    max_regression: float = Field(0.005, ge=0)
+    min_weighted_f1: float = Field(ge=0)
+    min_class_recall: float = Field(ge=0)
+    max_regression: float = Field(ge=0)
     # False: the point estimate of the paired difference must be >= -max_regression.
     # True: its 95% CI lower bound must be (a non-inferiority test; needs large test sets).
     require_significance: bool = False
-    # Where a model that passes goes: staging, or straight to production.
-    promote_to: Stage = "staging"
-    # Exit code of `braintumor train` when the gate rejects the candidate (0: not an error).
-    exit_code_on_reject: int = Field(0, ge=0, le=255)
+
+    def digest(self) -> str:
+        """A short content hash: two policies with the same thresholds have the same one."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+class PolicyOverrides(BaseModel):
+    """A run config's changes to the repository's policy, for its own runs only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_weighted_f1: float | None = Field(None, ge=0)
+    min_class_recall: float | None = Field(None, ge=0)
+    max_regression: float | None = Field(None, ge=0)
+    require_significance: bool | None = None
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """The policy a decision is made under, and where it comes from."""
+
+    policy: PromotionPolicy
+    source: str = REPOSITORY_POLICY_SOURCE
+    # False when a run config changed the repository's thresholds: such a decision can
+    # stage a model, never put it in production.
+    repository: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}@{self.policy.digest()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "digest": self.policy.digest(),
+            "repository": self.repository,
+            "thresholds": self.policy.model_dump(mode="json"),
+        }
+
+
+def effective_policy(
+    repository: PromotionPolicy,
+    overrides: PolicyOverrides | dict[str, Any] | None = None,
+    overridden_by: str = "the run config",
+    source: str = REPOSITORY_POLICY_SOURCE,
+) -> GatePolicy:
+    """The repository's policy with a run's overrides applied; still the repository's when the
+    overrides change no threshold."""
+    if isinstance(overrides, dict):
+        overrides = PolicyOverrides(**overrides)
+    changes = overrides.model_dump(exclude_none=True) if overrides else {}
+    policy = PromotionPolicy(**{**repository.model_dump(), **changes})
+    if policy == repository:
+        return GatePolicy(repository, source, repository=True)
+    return GatePolicy(policy, f"{source} overridden by {overridden_by}", repository=False)
 
 
 @dataclass(frozen=True)
@@ -75,6 +141,7 @@ class Decision:
     passed: bool
     target_stage: Stage | None
     checks: list[Check] = field(default_factory=list)
+    policy: dict[str, Any] = field(default_factory=dict)  # GatePolicy.to_dict()
 
     @property
     def reasons(self) -> list[str]:
@@ -84,7 +151,8 @@ class Decision:
 
     def summary(self) -> str:
         verdict = f"PROMOTE to {self.target_stage}" if self.passed else "REJECT"
-        return f"{verdict}: " + "; ".join(self.reasons)
+        under = f" (policy {self.policy['name']})" if self.policy else ""
+        return f"{verdict}{under}: " + "; ".join(self.reasons)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "reasons": self.reasons, "summary": self.summary()}
@@ -93,10 +161,13 @@ class Decision:
 def decide_promotion(
     candidate: CandidateScores,
     incumbent: IncumbentComparison | None,
-    policy: PromotionPolicy,
+    gate_policy: GatePolicy,
     class_names: tuple[str, ...] | list[str],
+    promote_to: Stage = "staging",
 ) -> Decision:
-    """Decide whether `candidate` may replace `incumbent` (None: no production model yet)."""
+    """Decide whether `candidate` may replace `incumbent` (None: no production model yet) and
+    go to `promote_to`; a policy that is not the repository's stages at most."""
+    policy = gate_policy.policy
     checks = [
         Check(
             "weighted_f1_floor",
@@ -144,5 +215,70 @@ def decide_promotion(
                 f"{incumbent.delta_ci[1]:+.4f}], p={incumbent.p_value:.3g})",
             )
         )
+    if promote_to == "production" and not gate_policy.repository:
+        checks.append(
+            Check(
+                "repository_policy",
+                True,
+                f"policy {gate_policy.name} is not the repository's: the model stops at staging",
+            )
+        )
+        promote_to = "staging"
     passed = all(check.passed for check in checks)
-    return Decision(passed, policy.promote_to if passed else None, checks)
+    return Decision(passed, promote_to if passed else None, checks, gate_policy.to_dict())
+
+
+# --- rollback -------------------------------------------------------------------------------
+
+
+class RollbackError(ValueError):
+    """A rollback that cannot be done as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class ProductionRecord:
+    """What the registry recorded on one model version about its time in production."""
+
+    version: int
+    production_since: str | None = None  # ISO time it last entered production
+    rolled_back_at: str | None = None  # ISO time production was last rolled back from it
+
+
+def _time(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def rollback_target(
+    records: list[ProductionRecord], current: int | None, to: int | None = None
+) -> int:
+    """The version production goes back to: `to` when given (it must have been in production
+    before), else the version that was in production before `current`, skipping versions
+    production was rolled back from since they were last promoted."""
+    if current is None:
+        raise RollbackError("no version is in production: there is nothing to roll back")
+    by_version = {record.version: record for record in records}
+    if to is not None:
+        if to == current:
+            raise RollbackError(f"version {to} is already in production")
+        if to not in by_version or by_version[to].production_since is None:
+            raise RollbackError(
+                f"version {to} was never in production: `braintumor promote --version {to}` "
+                "moves it there after re-checking the gate"
+            )
+        return to
+    earlier = [
+        record
+        for record in records
+        if record.version != current
+        and record.production_since is not None
+        and not (
+            record.rolled_back_at is not None
+            and _time(record.rolled_back_at) >= _time(record.production_since)
+        )
+    ]
+    if not earlier:
+        raise RollbackError(
+            f"no version was in production before version {current} (none recorded): give --to N"
+        )
+    return max(earlier, key=lambda record: _time(record.production_since)).version

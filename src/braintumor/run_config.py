@@ -2,7 +2,8 @@
 
 It is the `parameters.run` block of a ZenML run config in `configs/`; validated once here (at
 the CLI's edge and again when the pipeline is built). Data-stage settings (CLAHE parameters,
-the integrity policy and protocol) live in params.yaml, tracked by DVC: one source each.
+the integrity policy and protocol) and the promotion policy live in params.yaml: one source
+each.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from braintumor.promotion import PromotionPolicy
+from braintumor.promotion import PolicyOverrides, Stage
 from braintumor.training.config import TrainingConfig
 
 CLAHE_KEYS = ("clahe_clip_limit", "clahe_tile_grid")
@@ -19,6 +20,30 @@ CLAHE_KEYS = ("clahe_clip_limit", "clahe_tile_grid")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class GateConfig(_Strict):
+    """What this run does with the gate's decision. The thresholds are params.yaml's `gate:`;
+    `policy_overrides` changes them for this run only, and a model gated by changed
+    thresholds stops at staging."""
+
+    # Where a model that passes goes: staging, or straight to production.
+    promote_to: Stage = "staging"
+    # Exit code of `braintumor train` when the gate rejects the candidate (0: not an error).
+    exit_code_on_reject: int = Field(0, ge=0, le=255)
+    policy_overrides: PolicyOverrides = PolicyOverrides()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _thresholds_live_in_params(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            misplaced = sorted(set(data) & set(PolicyOverrides.model_fields))
+            if misplaced:
+                raise ValueError(
+                    f"gate thresholds {misplaced} live in params.yaml `gate:`; to change them "
+                    "for this profile only, put them under gate.policy_overrides"
+                )
+        return data
 
 
 class PackageConfig(_Strict):
@@ -73,7 +98,7 @@ class RunConfig(_Strict):
     backbones: list[str] = Field(min_length=1)
     training: dict[str, Any] = Field(default_factory=dict)  # TrainingConfig fields, all backbones
     overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per backbone
-    gate: PromotionPolicy = PromotionPolicy()
+    gate: GateConfig = GateConfig()
     package: PackageConfig = PackageConfig()
     resources: ResourceConfig = ResourceConfig()
     guard: GuardConfig = GuardConfig()
