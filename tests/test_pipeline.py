@@ -330,7 +330,18 @@ def test_the_dashboard_shows_the_run_dag_and_its_report(first_run) -> None:
             )
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(f"{url}/projects/default/runs/{run.id}", timeout=120_000)
+            # The DAG is laid out in the browser; a tall one opens zoomed in on its top, and
+            # only the nodes in view are drawn: fit it to the view first.
             page.wait_for_selector(".react-flow__node", timeout=120_000)
+            page.get_by_label("Fit view").click()
+            page.wait_for_selector(
+                ".react-flow__node-artifact:has-text('run_report')", timeout=60_000
+            )
+            edges = [
+                e.get_attribute("aria-label")
+                for e in page.query_selector_all("[aria-label^='Edge from']")
+            ]
+            assert "Edge from step/report to report/outputs/step_output/run_report" in edges
             nodes = " ".join(n.inner_text() for n in page.query_selector_all(".react-flow__node"))
             for step in ("load_data", "audit_data", "train_custom_cnn", "gate", "report"):
                 assert step in nodes
