@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # Canonical class names, in the order of the classifier's outputs.
 CLASS_NAMES: tuple[str, ...] = ("glioma", "meningioma", "notumor", "pituitary")
+NO_TUMOUR = "notumor"  # every other class is a tumour (the binary view: tumour vs none)
 
 # Folder names seen in the wild, normalised to the canonical names (lower-cased keys).
 CLASS_ALIASES: dict[str, str] = {

@@ -48,6 +48,7 @@ def test_no_shipped_sample_image_is_flagged_by_the_guard(service, sample_arrays)
         assert ("ambiguous" in answer.review_reasons) == (len(answer.prediction_set) != 1)
         assert answer.failed_checks == [] and answer.ood_score is not None
         assert answer.energy is not None
+        assert answer.tumour_probability == pytest.approx(1 - answer.probabilities["notumor"])
 
 
 def test_non_mri_inputs_are_flagged_not_brain_mri_with_the_failed_check(service):

@@ -209,3 +209,13 @@ def test_decoded_upload_of_a_dicom_goes_through_the_same_preprocessing():
     tensor = preprocess(decode_image(data).pixels, tiny_spec())
     assert tensor.shape == (64, 64, 1) and tensor.dtype == np.float32
     assert tensor.min() >= 0 and tensor.max() <= 255
+
+
+def test_the_answer_gives_the_binary_view_of_the_four_class_probabilities() -> None:
+    from braintumor.constants import CLASS_NAMES
+    from braintumor.serving.schemas import make_prediction
+
+    answer = make_prediction([0.1, 0.2, 0.6, 0.1], CLASS_NAMES, 0.6, "1", "t", request_id="r")
+    assert answer.label == "notumor" and answer.tumour_probability == pytest.approx(0.4)
+    other = make_prediction([0.7, 0.3], ("cat", "dog"), 0.6, "1", "t", request_id="r")
+    assert other.tumour_probability is None

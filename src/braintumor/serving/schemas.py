@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, Field
 
+from braintumor.constants import NO_TUMOUR
 from braintumor.serving.predictor import needs_review, top_class
 
 if TYPE_CHECKING:
@@ -25,6 +26,11 @@ class Prediction(BaseModel):
     review_reasons: list[str] = Field(
         default_factory=list,
         description="low_confidence, ambiguous, out_of_distribution, not_brain_mri",
+    )
+    tumour_probability: float | None = Field(
+        None,
+        description="the binary view of the same answer: the probability of any tumour "
+        "(1 - P(notumor)); null for a model without a no-tumour class",
     )
     prediction_set: list[str] | None = Field(
         None,
@@ -92,6 +98,10 @@ def make_prediction(
             "energy": round(assessment.energy, 6),
             "failed_checks": assessment.failed_checks,
         }
+    if NO_TUMOUR in class_names:
+        extra["tumour_probability"] = round(
+            1.0 - float(probs[list(class_names).index(NO_TUMOUR)]), 6
+        )
     return Prediction(
         label=label,
         confidence=round(confidence, 6),
