@@ -8,7 +8,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= cpu,dev
+# kubeflow: so that the test compiling the pipeline for Kubeflow runs (it skips without kfp).
+EXTRAS ?= cpu,dev,kubeflow
 # Where `make run` gets the data when data/raw is absent and `dvc pull` finds nothing:
 # a folder, a zip or a URL. Default: the public GitHub archive of the Kaggle dataset.
 BRAINTUMOR_DATA_SOURCE ?=

@@ -26,6 +26,10 @@ class RunConfigError(ValueError):
     """A run config file that cannot be used; the message says what to fix."""
 
 
+class SubmissionError(RuntimeError):
+    """The orchestrator did not accept the run (e.g. Kubeflow unreachable); the run is failed."""
+
+
 @dataclass
 class TrainingOutcome:
     run_name: str
@@ -95,6 +99,8 @@ def launch_training(
         variant: `raw` or `clahe`, overriding every backbone's preprocessing variant.
         overrides: extra `run` settings merged over the config (e.g. {"gate": {...}}).
     """
+    from zenml.orchestrators import PipelineSubmissionError
+
     from pipelines.training import training_pipeline
 
     document, _ = read_run_config(config_path)
@@ -128,6 +134,8 @@ def launch_training(
         yaml.safe_dump(run_document(document, parameters, enable_cache), handle)
     try:
         pipeline_run = training_pipeline.with_options(config_path=handle.name)()
+    except PipelineSubmissionError as exc:
+        raise SubmissionError(f"the run was not started: {exc}") from None
     finally:
         Path(handle.name).unlink(missing_ok=True)
     return collect_outcome(pipeline_run, report_dir, RunConfig(**run).gate.exit_code_on_reject)

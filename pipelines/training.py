@@ -25,7 +25,7 @@ from zenml import Model, pipeline
 from zenml.config import ResourceSettings
 
 from braintumor.constants import MODEL_NAME
-from braintumor.run_config import RunConfig
+from braintumor.run_config import RunConfig, kubernetes_cpu
 from steps.audit_data import audit_data
 from steps.compute_reference_features import compute_reference_features
 from steps.evaluate_backbone import evaluate_backbone
@@ -50,31 +50,54 @@ MODEL = Model(
 
 
 def training_step_settings(config: RunConfig) -> dict[str, Any]:
-    """Resources for each train_<backbone> step.
+    """Resources for each train_<backbone> step (no other step asks for any).
 
-    ZenML's generic `ResourceSettings` is honoured by some orchestrators only: Kubeflow drops
-    its GPU count and fails to compile with a memory request, the Kubernetes orchestrator
-    ignores the GPU count. So GPUs, CPUs and memory are also asked for in the pod settings of
-    those two orchestrators (settings of flavors not in the active stack are ignored).
+    `ResourceSettings` carries the GPU, CPU and memory requests; the project's Kubeflow flavor
+    (`pipelines.kubeflow_flavor`) compiles them into the KFP spec. ZenML's Kubernetes
+    orchestrator ignores `ResourceSettings` for step pods, so the same requests also go into
+    its pod settings (settings of a flavor not in the active stack are ignored).
     """
     wanted = config.resources
     limits: dict[str, Any] = {}
     if wanted.gpu_count:
-        limits["nvidia.com/gpu"] = wanted.gpu_count
+        limits["nvidia.com/gpu"] = str(wanted.gpu_count)  # pod settings want strings
     if wanted.cpu_count:
-        limits["cpu"] = str(wanted.cpu_count)
+        limits["cpu"] = kubernetes_cpu(wanted.cpu_count)
     if wanted.memory:
         limits["memory"] = wanted.memory
     if not limits:
         return {}
-    pod = {"pod_settings": {"resources": {"requests": limits, "limits": limits}}}
+    pod = {"pod_settings": {"resources": {"requests": limits, "limits": dict(limits)}}}
     return {
         "resources": ResourceSettings(
-            gpu_count=wanted.gpu_count or None, cpu_count=wanted.cpu_count
+            gpu_count=wanted.gpu_count or None,
+            cpu_count=wanted.cpu_count,
+            memory=zenml_memory(wanted.memory),
         ),
-        "orchestrator.kubeflow": pod,
         "orchestrator.kubernetes": pod,
     }
+
+
+_ZENML_MEMORY_UNITS = {"": "B", "K": "KB", "M": "MB", "G": "GB", "T": "TB"}
+_BINARY_FACTORS = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
+_DECIMAL_FACTORS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def zenml_memory(quantity: str | None) -> str | None:
+    """A Kubernetes memory quantity of the run config ("16Gi", "1.5G") in ZenML's format
+    ("16GiB", "1500MB"): whole numbers only, so a fraction is written in KiB or bytes."""
+    if quantity is None:
+        return None
+    number = quantity.rstrip("KMGTi")
+    suffix = quantity[len(number) :]
+    if suffix.endswith("i"):
+        units, factors = {s: f"{s}B" for s in _BINARY_FACTORS}, _BINARY_FACTORS
+    else:
+        units, factors = _ZENML_MEMORY_UNITS, _DECIMAL_FACTORS
+    if float(number).is_integer():
+        return f"{int(float(number))}{units[suffix]}"
+    smallest = "Ki" if suffix.endswith("i") else ""
+    return f"{round(float(number) * factors[suffix] / factors[smallest])}{units[smallest]}"
 
 
 @pipeline(model=MODEL)

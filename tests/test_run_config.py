@@ -82,17 +82,40 @@ def test_bad_run_configs_are_refused_with_the_reason(run: dict, message: str) ->
         RunConfig(**run)
 
 
-def test_gpu_requests_reach_kubeflow_and_kubernetes_pod_settings() -> None:
+def test_train_step_resources_go_to_resource_settings_and_kubernetes_pod_settings() -> None:
     from pipelines.training import training_step_settings
 
     assert training_step_settings(RunConfig(backbones=["custom_cnn"])) == {}
     settings = training_step_settings(
-        RunConfig(backbones=["custom_cnn"], resources={"gpu_count": 1, "memory": "16Gi"})
+        RunConfig(
+            backbones=["custom_cnn"], resources={"gpu_count": 1, "cpu_count": 4, "memory": "16Gi"}
+        )
     )
-    assert settings["resources"].gpu_count == 1
-    for flavor in ("orchestrator.kubeflow", "orchestrator.kubernetes"):
-        limits = settings[flavor]["pod_settings"]["resources"]["limits"]
-        assert limits == {"nvidia.com/gpu": 1, "memory": "16Gi"}
+    resources = settings["resources"]
+    assert (resources.gpu_count, resources.cpu_count, resources.memory) == (1, 4, "16GiB")
+    pod = settings["orchestrator.kubernetes"]["pod_settings"]["resources"]
+    assert pod["limits"] == pod["requests"] == {"nvidia.com/gpu": "1", "cpu": "4", "memory": "16Gi"}
+    assert set(settings) == {"resources", "orchestrator.kubernetes"}
+
+
+@pytest.mark.parametrize(
+    ("quantity", "zenml"),
+    [
+        ("16Gi", "16GiB"),
+        ("512Mi", "512MiB"),
+        ("1.5Gi", "1572864KiB"),
+        ("2G", "2GB"),
+        ("1.5G", "1500000000B"),
+        ("1000", "1000B"),
+        (None, None),
+    ],
+)
+def test_memory_quantities_convert_to_zenml_s_format(
+    quantity: str | None, zenml: str | None
+) -> None:
+    from pipelines.training import zenml_memory
+
+    assert zenml_memory(quantity) == zenml
 
 
 ROOT = Path(__file__).resolve().parents[1]

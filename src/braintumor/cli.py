@@ -392,7 +392,7 @@ def train(
     ] = Path("reports"),
 ) -> None:
     """Run the training pipeline: audit, split, train each backbone, gate, promote, package."""
-    from pipelines.launch import RunConfigError, launch_training
+    from pipelines.launch import RunConfigError, SubmissionError, launch_training
 
     with _user_errors():
         try:
@@ -405,7 +405,7 @@ def train(
                 enable_cache=cache,
                 report_dir=report_dir,
             )
-        except RunConfigError as exc:
+        except (RunConfigError, SubmissionError) as exc:
             raise ValueError(str(exc)) from None
     _print_leaderboard(outcome.leaderboard, outcome.winner)
     metrics = outcome.test_metrics

@@ -55,6 +55,13 @@ class PackageConfig(_Strict):
     build_bento: bool = True
 
 
+def kubernetes_cpu(cpu_count: float) -> str:
+    """A CPU count as a Kubernetes quantity: whole cores ("4") or millicores ("1500m")."""
+    if float(cpu_count).is_integer():
+        return str(int(cpu_count))
+    return f"{round(cpu_count * 1000)}m"
+
+
 class ResourceConfig(_Strict):
     """Per-training-step resources requested from the orchestrator (ignored by a local one)."""
 
