@@ -17,7 +17,7 @@ pytest.importorskip(
     reason="the kubernetes client is not installed: install the `kubeflow` extra",
 )
 
-from braintumor.params import clahe_params, load_params
+from braintumor.params import clahe_params, load_params, promotion_policy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS = REPO_ROOT / "params.yaml"
@@ -38,6 +38,7 @@ def _step_pods(run: dict[str, Any]) -> dict[str, Any]:
         run=run,
         integrity=dict(load_params(PARAMS)["integrity"]),
         clahe=clahe_params(PARAMS).model_dump(),
+        promotion_policy=promotion_policy(PARAMS).model_dump(),
     )
     pods = {}
     for step, invocation in pipeline.invocations.items():
