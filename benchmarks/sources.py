@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     shared = sources["shared_images"]
-    print(f"audit of {report['images']} images: {audit_s:.1f} s; shared images {shared}")
+    total = report["images"]["total"] if isinstance(report["images"], dict) else report["images"]
+    print(f"audit of {total} images: {audit_s:.1f} s; shared images {shared}")
     return 0
 
 
