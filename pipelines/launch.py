@@ -130,6 +130,7 @@ def launch_training(
         "production_version": production_version_id(),
         "git_commit": git_commit(),
     }
+    _check_stack_can_submit()
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         yaml.safe_dump(run_document(document, parameters, enable_cache), handle)
     try:
@@ -139,6 +140,21 @@ def launch_training(
     finally:
         Path(handle.name).unlink(missing_ok=True)
     return collect_outcome(pipeline_run, report_dir, RunConfig(**run).gate.exit_code_on_reject)
+
+
+def _check_stack_can_submit() -> None:
+    """A remote orchestrator reports back to a ZenML server: refuse, in one line, to start
+    with a local store (ZenML would raise a RuntimeError deep in the run)."""
+    from zenml.client import Client
+
+    client = Client()
+    stack = client.active_stack
+    if stack.requires_remote_server and client.zen_store.is_local_store():
+        raise SubmissionError(
+            f"the run was not started: stack '{stack.name}' (orchestrator "
+            f"'{stack.orchestrator.name}') needs a ZenML server; connect to one first "
+            "(zenml login <server URL>, or set ZENML_STORE_URL)"
+        )
 
 
 def collect_outcome(pipeline_run: Any, report_dir: Path | None, exit_code: int) -> TrainingOutcome:

@@ -88,3 +88,21 @@ def test_without_resources_in_the_run_config_no_pod_asks_for_a_gpu() -> None:
     run = {key: value for key, value in full.items() if key != "resources"}
     for step, pod in _step_pods(run).items():
         assert "nvidia.com/gpu" not in str(_resources(pod)), step
+
+
+def test_a_remote_orchestrator_with_a_local_store_is_one_line_and_exit_2(
+    sample_dir, tmp_path, monkeypatch
+) -> None:
+    from typer.testing import CliRunner
+    from zenml.stack import Stack
+
+    from braintumor.cli import app
+    from braintumor.data.ingest import ingest
+
+    data_dir = ingest(sample_dir, out_dir=tmp_path / "raw").out_dir
+    monkeypatch.setattr(Stack, "requires_remote_server", property(lambda self: True))
+    smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+    result = CliRunner().invoke(app, ["train", "--config", str(smoke), "--data", str(data_dir)])
+    assert result.exit_code == 2, result.output
+    assert "needs a ZenML server" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
