@@ -199,3 +199,29 @@ def test_rollback_compares_times_with_and_without_a_zone() -> None:
         ProductionRecord(3, "2026-03-01T00:00:00"),
     ]
     assert rollback_target(history, current=3) == 2
+
+
+def test_the_per_source_floor_is_off_by_default_and_names_the_failing_source() -> None:
+    by_source = {"kaggle": (0.95, 300), "hospital-a": (0.71, 40)}
+    candidate = CandidateScores(0.93, dict.fromkeys(CLASS_NAMES, 0.9), SUPPORT, by_source)
+    assert decide_promotion(candidate, None, _policy(), CLASS_NAMES).passed  # off
+    decision = decide_promotion(candidate, None, _policy(min_source_weighted_f1=0.8), CLASS_NAMES)
+    assert not decision.passed
+    assert decision.reasons == [
+        "weighted F1 on source hospital-a 0.7100 < floor 0.8000 (40 images)"
+    ]
+    # No per-source figures: the floor cannot be certified, so it does not pass silently.
+    unsourced = decide_promotion(
+        _candidate(), None, _policy(min_source_weighted_f1=0.8), CLASS_NAMES
+    )
+    assert not unsourced.passed and "no per-source test figures" in unsourced.reasons[0]
+
+
+def test_candidate_scores_read_the_per_source_figures_of_the_test_metrics() -> None:
+    per_class = {n: {"recall": 0.9, "support": 10} for n in CLASS_NAMES}
+    metrics = {
+        "weighted_f1": 0.9,
+        "per_class": per_class,
+        "by_source": {"kaggle": {"weighted_f1": 0.92, "n": 30}},
+    }
+    assert CandidateScores.from_metrics(metrics).source_weighted_f1 == {"kaggle": (0.92, 30)}

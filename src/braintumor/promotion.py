@@ -39,6 +39,9 @@ class PromotionPolicy(BaseModel):
     # False: the point estimate of the paired difference must be >= -max_regression.
     # True: its 95% CI lower bound must be (a non-inferiority test; needs large test sets).
     require_significance: bool = False
+    # Weighted F1 floor for every source's test images (None: off). Pooled figures can hide a
+    # source the model fails on, e.g. a new hospital's scanner.
+    min_source_weighted_f1: float | None = Field(None, ge=0)
 
     def digest(self) -> str:
         """A short content hash: two policies with the same thresholds have the same one."""
@@ -55,6 +58,7 @@ class PolicyOverrides(BaseModel):
     min_class_recall: float | None = Field(None, ge=0)
     max_regression: float | None = Field(None, ge=0)
     require_significance: bool | None = None
+    min_source_weighted_f1: float | None = Field(None, ge=0)
 
 
 @dataclass(frozen=True)
@@ -105,15 +109,21 @@ class CandidateScores:
     weighted_f1: float
     class_recall: dict[str, float]
     class_support: dict[str, int]
+    # Per source: (weighted F1, test images); empty when the test rows carry no source.
+    source_weighted_f1: dict[str, tuple[float, int]] = field(default_factory=dict)
 
     @classmethod
     def from_metrics(cls, metrics: dict) -> CandidateScores:
-        """From `evaluation.metrics.evaluate`'s output."""
+        """From `evaluation.metrics.evaluate`'s output (with `by_source` when present)."""
         per_class = metrics["per_class"]
         return cls(
             weighted_f1=metrics["weighted_f1"],
             class_recall={name: values["recall"] for name, values in per_class.items()},
             class_support={name: values["support"] for name, values in per_class.items()},
+            source_weighted_f1={
+                name: (values["weighted_f1"], values["n"])
+                for name, values in (metrics.get("by_source") or {}).items()
+            },
         )
 
 
@@ -198,6 +208,24 @@ def decide_promotion(
                 f"{policy.min_class_recall:.4f} ({support} images)",
             )
         )
+    floor = policy.min_source_weighted_f1
+    if floor is not None:
+        if not candidate.source_weighted_f1:
+            checks.append(
+                Check(
+                    "source_floor", False, "no per-source test figures: the floor cannot be checked"
+                )
+            )
+        for source, (f1, n) in sorted(candidate.source_weighted_f1.items()):
+            ok = f1 >= floor
+            checks.append(
+                Check(
+                    f"source_{source}",
+                    ok,
+                    f"weighted F1 on source {source} {f1:.4f} {'>=' if ok else '<'} floor "
+                    f"{floor:.4f} ({n} images)",
+                )
+            )
     if incumbent is None:
         checks.append(Check("no_regression", True, "no production model to compare with"))
     else:
