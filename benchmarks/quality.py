@@ -260,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "benchmark": "quality",
+        "command": " ".join(
+            ["python", "benchmarks/quality.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "profile": str(args.config or CPU_PROFILE_FILE.relative_to(REPO)),
         "config": config.model_dump(mode="json"),
         "git_commit": git_commit(REPO),

@@ -36,6 +36,8 @@ def test_quality_benchmark_writes_every_figure_per_protocol(
     report = json.loads(out.read_text())
     assert report["config"]["epochs"] == 1 and report["config"]["cnn"]["filters"] == [8, 16]
     assert report["machine"]["cores"] >= 1 and report["git_commit"]
+    assert report["command"].startswith("python benchmarks/quality.py --data-root")
+    assert report["measured_at"]
     result = report["protocols"]["resplit"]
     assert result["protocol"] == "resplit"
     assert 0 <= result["weighted_f1"] <= 1
