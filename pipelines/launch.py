@@ -15,8 +15,11 @@ from typing import Any
 
 import yaml
 
+from braintumor.constants import PROTOCOL_LEAVE_SOURCE_OUT
+from braintumor.data.manifest import read_manifest
 from braintumor.data.versioning import data_version
-from braintumor.integrity.policy import IntegrityPolicy
+from braintumor.integrity.policy import IntegrityPolicy, with_protocol
+from braintumor.integrity.splits import held_out_rows
 from braintumor.lineage import git_commit
 from braintumor.params import clahe_params, load_params, promotion_policy
 from braintumor.run_config import RunConfig
@@ -87,6 +90,7 @@ def launch_training(
     data_dir: Path = Path("data/raw"),
     params_path: Path = Path("params.yaml"),
     protocol: str | None = None,
+    holdout: str | None = None,
     variant: str | None = None,
     enable_cache: bool = True,
     report_dir: Path | None = Path("reports"),
@@ -95,7 +99,9 @@ def launch_training(
     """Run the training pipeline with `config_path`, on the data in `data_dir`.
 
     Args:
-        protocol: `resplit` or `official`, overriding params.yaml's `integrity.protocol`.
+        protocol: `resplit`, `official` or `leave-source-out`, overriding params.yaml's
+            `integrity.protocol`.
+        holdout: the source leave-source-out tests on (`integrity.holdout_source`).
         variant: `raw` or `clahe`, overriding every backbone's preprocessing variant.
         overrides: extra `run` settings merged over the config (e.g. {"gate": {...}}).
     """
@@ -111,10 +117,10 @@ def launch_training(
         run.setdefault("training", {}).setdefault("preprocessing", {})["variant"] = variant
     RunConfig(**run)  # validate what will actually run
     params = load_params(params_path)
-    integrity = dict(params.get("integrity") or {})
-    if protocol:
-        integrity["protocol"] = protocol
-    IntegrityPolicy.from_dict(integrity)
+    integrity = with_protocol(params.get("integrity"), protocol, holdout)
+    integrity_policy = IntegrityPolicy.from_dict(integrity)
+    if integrity_policy.protocol == PROTOCOL_LEAVE_SOURCE_OUT:  # fail here, not in a step
+        held_out_rows(read_manifest(Path(data_dir)), integrity_policy)
     clahe = clahe_params(params_path).model_dump()
     policy = promotion_policy(params_path)
     version = data_version(Path(data_dir))

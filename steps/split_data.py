@@ -16,13 +16,16 @@ from braintumor.integrity.splits import make_splits, split_counts
 def split_data(
     manifest: pd.DataFrame, clusters: pd.DataFrame, integrity: dict[str, Any]
 ) -> Annotated[pd.DataFrame, ARTIFACT_SPLITS]:
-    """`splits.csv` of the policy's protocol (`resplit` by default, or `official`)."""
+    """`splits.csv` of the policy's protocol (`resplit` by default, `official` or
+    `leave-source-out`)."""
     policy = IntegrityPolicy.from_dict(integrity)
     splits = make_splits(manifest, clusters, policy)
     counts = split_counts(splits)
+    held_out = {"holdout_source": policy.holdout_source} if policy.holdout_source else {}
     log_metadata(
         metadata={
             "protocol": policy.protocol,
+            **held_out,
             "split_counts": {
                 str(k): {str(c): int(v) for c, v in row.items()} for k, row in counts.iterrows()
             },

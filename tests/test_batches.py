@@ -204,3 +204,25 @@ def test_cli_add_without_dvc_repository_says_so(raw: Path, batch: Path) -> None:
     assert result.exit_code == 2
     assert "not inside a DVC repository" in result.output
     assert len(read_manifest(raw)) == 39  # the data is added; only the version is missing
+
+
+def test_cli_audit_and_train_hold_out_a_source(raw: Path, batch: Path, tmp_path: Path) -> None:
+    add_batch(batch, "mine", raw_dir=raw)
+    out = str(tmp_path / "audit")
+    args = ["data", "audit", "--data", str(raw), "--out", out, "--no-html", "--holdout", "mine"]
+    audit = runner.invoke(app, args)
+    assert audit.exit_code == 0, audit.output
+    assert "splits (leave-source-out)" in audit.output
+    splits = pd.read_csv(tmp_path / "audit" / "splits.csv", dtype=str, keep_default_na=False)
+    mine = splits[splits["source"] == "mine"]
+    # The batch is the sample's Testing images, already in kaggle: all are removed as copies.
+    assert len(mine) and (mine["status"] == "redundant").all()
+    assert mine["reason"].str.startswith("removed from held-out source mine").all()
+    assert not (splits["split"] == "test").any()
+    args = ["train", "--config", "configs/smoke.yaml", "--data", str(raw), "--holdout", "nope"]
+    unknown = runner.invoke(app, [*args, "--protocol", "leave-source-out"])
+    assert unknown.exit_code == 2, unknown.output
+    assert "held-out source 'nope'" in unknown.output and "kaggle, mine" in unknown.output
+    assert "Traceback" not in unknown.output
+    missing = runner.invoke(app, ["train", "--data", str(raw), "--protocol", "leave-source-out"])
+    assert missing.exit_code == 2 and "needs the source to hold out" in missing.output

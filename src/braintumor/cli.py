@@ -275,6 +275,10 @@ def data_clahe(
     )
 
 
+PROTOCOL_HELP = "Override params.yaml: resplit (default), official or leave-source-out."
+HOLDOUT_HELP = "With --protocol leave-source-out: the source to test on (braintumor data sources)."
+
+
 @data_app.command("audit")
 def data_audit(
     data: Annotated[Path, typer.Option(help="Ingested data folder (with manifest.csv).")] = Path(
@@ -286,21 +290,18 @@ def data_audit(
     params: Annotated[
         Path, typer.Option(help="params.yaml holding the `integrity` policy.")
     ] = Path("params.yaml"),
-    protocol: Annotated[
-        str | None, typer.Option(help="Override params.yaml: resplit (default) or official.")
-    ] = None,
+    protocol: Annotated[str | None, typer.Option(help=PROTOCOL_HELP)] = None,
+    holdout: Annotated[str | None, typer.Option(help=HOLDOUT_HELP)] = None,
     html: Annotated[bool, typer.Option(help="Write the HTML report too.")] = True,
 ) -> None:
     """Find duplicates, label conflicts, leakage and shortcuts; write the leakage-free split."""
     from braintumor.data.manifest import read_manifest
     from braintumor.integrity.audit import run_audit
-    from braintumor.integrity.policy import IntegrityPolicy
+    from braintumor.integrity.policy import IntegrityPolicy, with_protocol
     from braintumor.params import load_params
 
     with _user_errors():
-        integrity = dict(load_params(params).get("integrity") or {})
-        if protocol:
-            integrity["protocol"] = protocol
+        integrity = with_protocol(load_params(params).get("integrity"), protocol, holdout)
         policy = IntegrityPolicy.from_dict(integrity)
         manifest = read_manifest(data)
         with console.status("auditing") as status:
@@ -378,9 +379,8 @@ def train(
     params: Annotated[Path, typer.Option(help="params.yaml (CLAHE, integrity policy).")] = Path(
         "params.yaml"
     ),
-    protocol: Annotated[
-        str | None, typer.Option(help="Override params.yaml: resplit (default) or official.")
-    ] = None,
+    protocol: Annotated[str | None, typer.Option(help=PROTOCOL_HELP)] = None,
+    holdout: Annotated[str | None, typer.Option(help=HOLDOUT_HELP)] = None,
     variant: Annotated[
         str | None, typer.Option(help="Override the preprocessing of every backbone: raw or clahe.")
     ] = None,
@@ -401,6 +401,7 @@ def train(
                 data,
                 params,
                 protocol=protocol,
+                holdout=holdout,
                 variant=variant,
                 enable_cache=cache,
                 report_dir=report_dir,

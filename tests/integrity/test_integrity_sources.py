@@ -144,3 +144,17 @@ def test_source_figures_on_synthetic_clusters() -> None:
     assert figures["pairs_across_sources"] == {"exact": 1, "near": 1, "near_mirrored": 1}
     # no source column: one source, the default
     assert source_figures(manifest.drop(columns="source"), duplicates)["sources"] == ["kaggle"]
+
+
+def test_leave_source_out_audit_reports_the_held_out_source(two_sources: Path, tmp_path: Path):
+    manifest = read_manifest(two_sources)
+    policy = IntegrityPolicy(protocol="leave-source-out", holdout_source="other")
+    result = run_audit(two_sources, manifest, policy, tmp_path / "audit")
+    held = json.loads(result.audit_json.read_text())["protocols"]["leave-source-out"]
+    figures = held["leave_source_out"]
+    # all four planted images are copies of kaggle images: nothing of `other` is left to test
+    assert figures["holdout_source"] == "other" and figures["holdout_images"] == 4
+    assert figures["removed_with_copy_in_training_sources"] + figures["quarantined"] == 4
+    assert figures["test_left"] == 0 and figures["training_sources"] == ["kaggle"]
+    assert set(result.splits["protocol"]) == {"leave-source-out"}
+    assert "Protocol leave-source-out: of 4 images of other" in result.report_html.read_text()

@@ -200,3 +200,56 @@ def test_property_no_cluster_straddles_splits_and_classes_stay_proportional(
         for name, share in (("test", test_fraction), ("val", 0.15)):
             got = int((rows["split"] == name).sum())
             assert abs(got - round(share * n)) <= biggest + 1, (name, got, n)
+
+
+def _two_sources() -> tuple[pd.DataFrame, np.ndarray]:
+    """Source a: 40 images per class; source b: 10 per class, of which the first 3 of each
+    class are copies of a's images (one cluster each) and the rest are b's own."""
+    a = _manifest([c for c in CLASS_NAMES for _ in range(40)]).assign(source="a")
+    b = _manifest([c for c in CLASS_NAMES for _ in range(10)]).assign(source="b")
+    b["path"] = "b/" + b["path"]
+    manifest = pd.concat([a, b], ignore_index=True)
+    clusters = np.arange(len(manifest))
+    for k in range(len(CLASS_NAMES)):
+        for j in range(3):
+            clusters[len(a) + k * 10 + j] = k * 40 + j  # b's copy joins a's cluster
+    return manifest, clusters
+
+
+def test_leave_source_out_tests_on_the_held_out_source_minus_its_copies():
+    manifest, clusters = _two_sources()
+    policy = IntegrityPolicy(protocol="leave-source-out", holdout_source="b")
+    splits = make_splits(manifest, clusters, policy)
+    test = splits[(splits["split"] == "test") & (splits["status"] == "kept")]
+    assert set(test["source"]) == {"b"}
+    assert len(test) == 4 * 7  # b's own images only
+    trained = splits[splits["split"].isin(["train", "val"]) & (splits["status"] == "kept")]
+    assert set(trained["source"]) == {"a"}
+    assert len(trained) == 4 * 40
+    copies = splits[splits["reason"].str.startswith("removed from held-out source b")]
+    assert len(copies) == 12 and (copies["status"] == "redundant").all()
+    assert (copies["source"] == "b").all() and (copies["split"] != "test").all()
+    assert set(splits["protocol"]) == {"leave-source-out"}
+    # the other way round: a's copies of b's images leave a's test split
+    other = make_splits(manifest, clusters, policy.model_copy(update={"holdout_source": "a"}))
+    other_test = other[(other["split"] == "test") & (other["status"] == "kept")]
+    assert set(other_test["source"]) == {"a"} and len(other_test) == 4 * 37
+
+
+def test_leave_source_out_errors_say_what_to_change():
+    manifest, clusters = _two_sources()
+    with pytest.raises(SplitError, match=r"held-out source 'c'.*sources are a, b"):
+        make_splits(
+            manifest, clusters, IntegrityPolicy(protocol="leave-source-out", holdout_source="c")
+        )
+    only_b = manifest[manifest["source"] == "b"].reset_index(drop=True)
+    with pytest.raises(SplitError, match="needs another source"):
+        make_splits(
+            only_b,
+            np.arange(len(only_b)),
+            IntegrityPolicy(protocol="leave-source-out", holdout_source="b"),
+        )
+    with pytest.raises(IntegrityPolicyError, match="needs the source to hold out"):
+        IntegrityPolicy.from_dict({"protocol": "leave-source-out"})
+    with pytest.raises(IntegrityPolicyError, match="only used by protocol leave-source-out"):
+        IntegrityPolicy.from_dict({"protocol": "resplit", "holdout_source": "b"})

@@ -58,8 +58,9 @@ def run_audit(
 ) -> AuditResult:
     """Audit the images of `manifest` (paths relative to `data_root`) and write the results.
 
-    Both protocols' splits are computed (the figures compare them); `splits.csv` holds the
-    one `policy.protocol` names.
+    The resplit and (when the data has a Testing split) official splits are always computed,
+    so the figures compare them, and leave-source-out when the policy asks for it;
+    `splits.csv` holds the one `policy.protocol` names.
     """
     from braintumor.integrity.splits import make_splits
 
@@ -88,11 +89,9 @@ def run_audit(
             continue
         variant = policy.model_copy(update={"protocol": protocol})
         by_protocol[protocol] = make_splits(manifest, duplicates.cluster_ids, variant)
-    splits = (
-        by_protocol[policy.protocol]
-        if policy.protocol in by_protocol
-        else make_splits(manifest, duplicates.cluster_ids, policy)
-    )
+    if policy.protocol not in by_protocol:  # leave-source-out
+        by_protocol[policy.protocol] = make_splits(manifest, duplicates.cluster_ids, policy)
+    splits = by_protocol[policy.protocol]
     timings["splits_s"] = round(time.perf_counter() - started, 2)
 
     started = time.perf_counter()

@@ -7,7 +7,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from braintumor.constants import DEFAULT_SOURCE_NAME, PROTOCOL_OFFICIAL, PROTOCOL_RESPLIT
+from braintumor.constants import (
+    DEFAULT_SOURCE_NAME,
+    PROTOCOL_LEAVE_SOURCE_OUT,
+    PROTOCOL_OFFICIAL,
+    PROTOCOL_RESPLIT,
+)
 from braintumor.integrity.dedup import Duplicates
 from braintumor.integrity.policy import IntegrityPolicy
 from braintumor.integrity.shortcut import metadata_shortcut, shortcut_sentence
@@ -205,7 +210,7 @@ def source_figures(
     return figures
 
 
-def protocol_figures(splits: pd.DataFrame) -> dict[str, Any]:
+def protocol_figures(splits: pd.DataFrame, holdout_source: str | None = None) -> dict[str, Any]:
     kept = splits[splits["status"] == KEPT]
     figures: dict[str, Any] = {
         "status": _counts(splits["status"]),
@@ -225,6 +230,24 @@ def protocol_figures(splits: pd.DataFrame) -> dict[str, Any]:
             "test_left": int(((testing["status"] == KEPT) & (testing["split"] == "test")).sum()),
             "test_left_by_class": _counts(
                 testing[(testing["status"] == KEPT) & (testing["split"] == "test")]["label"]
+            ),
+        }
+    if (splits["protocol"] == PROTOCOL_LEAVE_SOURCE_OUT).all() and holdout_source:
+        held = splits[splits["source"] == holdout_source]
+        removed = held["reason"].str.startswith("removed from held-out source")
+        test = held[(held["status"] == KEPT) & (held["split"] == "test")]
+        figures["leave_source_out"] = {
+            "holdout_source": holdout_source,
+            "holdout_images": len(held),
+            "removed_with_copy_in_training_sources": int(removed.sum()),
+            "removed_as_duplicates_within_holdout": int(
+                ((held["status"] == REDUNDANT) & ~removed).sum()
+            ),
+            "quarantined": int((held["status"] == QUARANTINED).sum()),
+            "test_left": len(test),
+            "test_left_by_class": _counts(test["label"]),
+            "training_sources": sorted(
+                str(name) for name in splits["source"].unique() if name != holdout_source
             ),
         }
     return figures
@@ -251,7 +274,10 @@ def audit_figures(
         "label_conflicts": conflict_figures(manifest, duplicates),
         "leakage": leakage_figures(manifest, duplicates),
         "sources": source_figures(manifest, duplicates, resplit),
-        "protocols": {name: protocol_figures(s) for name, s in splits_by_protocol.items()},
+        "protocols": {
+            name: protocol_figures(s, policy.holdout_source)
+            for name, s in splits_by_protocol.items()
+        },
         "shortcut": {**shortcut, "summary": shortcut_sentence(shortcut)},
     }
     return _plain(figures)

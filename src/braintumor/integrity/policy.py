@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from braintumor.constants import PROTOCOL_RESPLIT
+from braintumor.constants import PROTOCOL_LEAVE_SOURCE_OUT, PROTOCOL_RESPLIT
 from braintumor.integrity.verify import DEFAULT_MIN_CORRELATION
 
 # Candidate pairs: perceptual hashes within this many bits (of 64). Copies made by JPEG
@@ -31,8 +31,11 @@ class IntegrityPolicy(BaseModel):
             (`official` draws no test split: the dataset's Testing split is the test set, and
             `val_fraction` is the share of the remaining pool).
         seed: fixes the split.
-        protocol: `resplit` (grouped stratified split over all images, the default) or
-            `official` (the source's Testing split minus images with a twin in Training).
+        protocol: `resplit` (grouped stratified split over all images, the default),
+            `official` (the source's Testing split minus images with a twin in Training) or
+            `leave-source-out` (test on the images of `holdout_source` that have no copy in
+            the other sources, train and validate on the other sources).
+        holdout_source: the source `leave-source-out` tests on (a manifest `source` name).
         cross_class: `quarantine` sets aside every image of a cluster that carries more than
             one label; `majority` keeps the images of the most frequent label and quarantines
             the rest (a tie quarantines the whole cluster).
@@ -47,9 +50,24 @@ class IntegrityPolicy(BaseModel):
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.15, ge=0.0, lt=1.0)
     seed: int = 42
-    protocol: Literal["resplit", "official"] = PROTOCOL_RESPLIT
+    protocol: Literal["resplit", "official", "leave-source-out"] = PROTOCOL_RESPLIT
+    holdout_source: str | None = None
     cross_class: Literal["quarantine", "majority"] = "quarantine"
     keep_one_per_cluster: bool = True
+
+    @model_validator(mode="after")
+    def _holdout_with_its_protocol(self) -> IntegrityPolicy:
+        if self.protocol == PROTOCOL_LEAVE_SOURCE_OUT and not self.holdout_source:
+            raise ValueError(
+                "protocol leave-source-out needs the source to hold out "
+                "(--holdout NAME, or integrity.holdout_source)"
+            )
+        if self.protocol != PROTOCOL_LEAVE_SOURCE_OUT and self.holdout_source:
+            raise ValueError(
+                f"holdout_source {self.holdout_source!r} is only used by protocol "
+                f"leave-source-out, not {self.protocol}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> IntegrityPolicy:
@@ -76,3 +94,21 @@ class IntegrityPolicy(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
+
+
+def with_protocol(
+    integrity: dict[str, Any] | None, protocol: str | None, holdout: str | None
+) -> dict[str, Any]:
+    """params.yaml's `integrity:` block with a command line's --protocol and --holdout over it
+    (a --holdout alone implies leave-source-out; another protocol drops params.yaml's
+    holdout_source)."""
+    values = dict(integrity or {})
+    if holdout and not protocol:
+        protocol = PROTOCOL_LEAVE_SOURCE_OUT
+    if protocol:
+        values["protocol"] = protocol
+        if protocol != PROTOCOL_LEAVE_SOURCE_OUT:
+            values.pop("holdout_source", None)
+    if holdout:
+        values["holdout_source"] = holdout
+    return values

@@ -397,6 +397,15 @@ def render_report(
             f"Protocol official: {official['test_left']} Testing images are left after removing "
             f"twins and duplicates ({left})."
         )
+    held = protocols.get("leave-source-out", {}).get("leave_source_out")
+    if held:
+        left = ", ".join(f"{k} {v}" for k, v in held["test_left_by_class"].items()) or "none"
+        summary.append(
+            f"Protocol leave-source-out: of {held['holdout_images']} images of "
+            f"{held['holdout_source']}, {held['removed_with_copy_in_training_sources']} have a "
+            f"copy in {', '.join(held['training_sources'])} and are removed; "
+            f"{held['test_left']} are left for the test ({left})."
+        )
     shortcut_class = "warn" if shortcut["shortcut"] else "ok"
     appearance = figures.get("appearance_shortcut")
     appearance_line = ""

@@ -12,6 +12,13 @@
 | reason | why, in words a person can check |
 | protocol | the evaluation protocol that produced the split |
 
+Protocols:
+- `resplit`: clusters are dealt into train/val/test, stratified by class.
+- `official`: the source's Testing images form the test split, minus every one with a copy
+  in Training; the rest is split into train and val.
+- `leave-source-out`: the images of `policy.holdout_source` form the test split, minus every
+  one with a copy in another source; the other sources are split into train and val.
+
 Training uses rows with status == "kept" (split train/val/test). Redundant rows carry their
 cluster's split, so no copy of a test image is ever in train even if someone uses them.
 Clusters are found over the whole manifest, whatever source each image came from, so a copy
@@ -29,6 +36,7 @@ import pandas as pd
 
 from braintumor.constants import (
     DEFAULT_SOURCE_NAME,
+    PROTOCOL_LEAVE_SOURCE_OUT,
     PROTOCOL_OFFICIAL,
     PROTOCOL_RESPLIT,
     TEST,
@@ -86,14 +94,15 @@ def _cluster_series(manifest: pd.DataFrame, clusters) -> pd.Series:
     return ids
 
 
-def _choose_representatives(frame: pd.DataFrame, prefer_training: bool) -> pd.Series:
-    """Per cluster, the path kept: most pixels, then (official) a Training image, then path."""
+def _choose_representatives(frame: pd.DataFrame, held_out: pd.Series | None) -> pd.Series:
+    """Per cluster, the path kept: an image that is not held out for testing (official,
+    leave-source-out), then the one with most pixels, then by path."""
     ranked = frame.assign(
         _pixels=-(frame["width"].astype(np.int64) * frame["height"].astype(np.int64))
         if {"width", "height"} <= set(frame.columns)
         else 0,
-        _not_training=(frame["origin_split"] == TESTING) if prefer_training else False,
-    ).sort_values(["cluster_id", "_not_training", "_pixels", "path"])
+        _held_out=held_out.reindex(frame.index) if held_out is not None else False,
+    ).sort_values(["cluster_id", "_held_out", "_pixels", "path"])
     return ranked.groupby("cluster_id", sort=False)["path"].first()
 
 
@@ -164,12 +173,7 @@ def make_splits(
     frame["cluster_id"] = _cluster_series(manifest, clusters).astype(np.int64)
     frame["origin_split"] = frame["split"].astype(str)
     frame["cluster_size"] = frame.groupby("cluster_id")["path"].transform("size").astype(np.int64)
-    official = policy.protocol == PROTOCOL_OFFICIAL
-    if official and not (frame["origin_split"] == TESTING).any():
-        raise SplitError(
-            "protocol 'official' needs the source's Testing split, but no image comes from "
-            "one; use protocol 'resplit'"
-        )
+    held_out = held_out_rows(frame, policy)
 
     frame["reason"] = _conflicts(frame, policy)
     quarantined = frame["reason"] != ""
@@ -177,7 +181,7 @@ def make_splits(
     frame["split"] = NONE_SPLIT
 
     usable = frame[~quarantined]
-    representatives = _choose_representatives(usable, prefer_training=official)
+    representatives = _choose_representatives(usable, held_out)
     is_representative = (
         usable["path"].to_numpy() == usable["cluster_id"].map(representatives).to_numpy()
     )
@@ -204,8 +208,8 @@ def make_splits(
         .agg(label=("label", "first"), size=("path", "size"), first_path=("path", "min"))
         .reset_index()
     )
-    if official:
-        assignment = _official_assignment(frame, units, policy)
+    if held_out is not None:
+        assignment = _held_out_assignment(frame, held_out, units, policy)
     else:
         fractions = {TEST: policy.test_fraction, VAL: policy.val_fraction}
         assignment = _grouped_stratified(units, fractions, policy.seed)
@@ -214,14 +218,19 @@ def make_splits(
     # A cluster whose kept image went elsewhere (none here) would leave NaN: fail loudly.
     if frame.loc[usable_rows, "split"].isna().any():
         raise AssertionError("a cluster without a kept image was not assigned a split")
-    if official:
-        leaked = usable_rows & (frame["origin_split"] == TESTING) & (frame["split"] != TEST)
+    if held_out is not None:
+        leaked = usable_rows & held_out & (frame["split"] != TEST)
         frame.loc[leaked, "status"] = REDUNDANT
+        where = (
+            "Testing"
+            if policy.protocol == PROTOCOL_OFFICIAL
+            else f"held-out source {policy.holdout_source}"
+        )
         _set_reasons(
             frame,
             frame.index[leaked],
             lambda row: (
-                f"removed from Testing: same picture as {representatives[row.cluster_id]}"
+                f"removed from {where}: same picture as {representatives[row.cluster_id]}"
                 " in the training pool"
             ),
         )
@@ -235,15 +244,42 @@ def _set_reasons(frame: pd.DataFrame, index: pd.Index, text: Callable[[Any], str
         frame.loc[index, "reason"] = [text(row) for row in frame.loc[index].itertuples()]
 
 
-def _official_assignment(
-    frame: pd.DataFrame, units: pd.DataFrame, policy: IntegrityPolicy
+def held_out_rows(frame: pd.DataFrame, policy: IntegrityPolicy) -> pd.Series | None:
+    """The rows the protocol tests on (official: Testing; leave-source-out: the held-out
+    source), or None for resplit; raises when the manifest has none of them."""
+    if policy.protocol == PROTOCOL_OFFICIAL:
+        rows = frame["origin_split"] == TESTING
+        if not rows.any():
+            raise SplitError(
+                "protocol 'official' needs the source's Testing split, but no image comes "
+                "from one; use protocol 'resplit'"
+            )
+        return rows
+    if policy.protocol == PROTOCOL_LEAVE_SOURCE_OUT:
+        sources = sorted(frame["source"].astype(str).unique())
+        rows = frame["source"].astype(str) == policy.holdout_source
+        if not rows.any():
+            raise SplitError(
+                f"no image comes from the held-out source {policy.holdout_source!r}; "
+                f"the sources are {', '.join(sources)} (braintumor data sources)"
+            )
+        if rows.all():
+            raise SplitError(
+                f"every image comes from {policy.holdout_source!r}: leave-source-out needs "
+                "another source to train on (braintumor data add)"
+            )
+        return rows
+    return None
+
+
+def _held_out_assignment(
+    frame: pd.DataFrame, held_out: pd.Series, units: pd.DataFrame, policy: IntegrityPolicy
 ) -> dict[int, str]:
-    """Clusters only in Testing form the test split; the rest are split into train and val."""
-    usable = frame[frame["status"] != QUARANTINED]
-    only_testing = usable.groupby("cluster_id")["origin_split"].agg(
-        lambda origins: bool((origins == TESTING).all())
-    )
-    test_ids = set(only_testing.index[only_testing])
+    """Clusters made only of held-out images form the test split; the rest are split into
+    train and val."""
+    usable = frame["status"] != QUARANTINED
+    only_held_out = held_out[usable].groupby(frame.loc[usable, "cluster_id"]).all()
+    test_ids = set(only_held_out.index[only_held_out])
     assignment = dict.fromkeys((int(c) for c in test_ids), TEST)
     pool = units[~units["cluster_id"].isin(test_ids)]
     assignment.update(_grouped_stratified(pool, {VAL: policy.val_fraction}, policy.seed))
@@ -268,6 +304,7 @@ __all__ = [
     "UNSPLIT",
     "IntegrityPolicy",
     "SplitError",
+    "held_out_rows",
     "make_splits",
     "split_counts",
 ]
