@@ -37,8 +37,12 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from braintumor.constants import CLASS_NAMES, PROTOCOLS  # noqa: E402
-from braintumor.evaluation.metrics import evaluate  # noqa: E402
+from braintumor.constants import (  # noqa: E402
+    CLASS_NAMES,
+    PROTOCOL_LEAVE_SOURCE_OUT,
+    PROTOCOLS,
+)
+from braintumor.evaluation.metrics import evaluate, evaluate_by_group  # noqa: E402
 from braintumor.lineage import git_commit  # noqa: E402
 from braintumor.training.config import TrainingConfig  # noqa: E402
 from braintumor.training.dataset import load_split_arrays  # noqa: E402
@@ -108,9 +112,12 @@ def run_protocol(
     out: Path,
     model_dir: Path | None = None,
     trained_model: Path | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """Train on the protocol's `train` rows and score `val` and `test`; with `trained_model`
-    (a saved .keras file), score that model instead of training one."""
+    (a saved .keras file), score that model instead of training one. `name` (default: the
+    protocol) names the test probabilities file."""
+    name = name or protocol
     splits = pd.read_csv(splits_path, dtype={"path": str, "label": str, "split": str})
     start = time.perf_counter()
     data = load_split_arrays(splits, data_root, config.preprocess_spec())
@@ -149,6 +156,8 @@ def run_protocol(
     validation = validation_figures(data.val.x, data.val.y, predict_proba(model, data.val.x))
     probs = predict_proba(model, data.test.x)
     metrics = evaluate(data.test.y, probs, CLASS_NAMES, n_boot=2000, seed=config.seed)
+    tested = splits[(splits["status"] == "kept") & (splits["split"] == "test")]
+    source_of = tested.drop_duplicates("path").set_index("path").get("source")
     figures = {
         "protocol": protocol,
         "weighted_f1": metrics["weighted_f1"],
@@ -167,6 +176,10 @@ def run_protocol(
         "splits_sha256": file_digest(splits_path),
         "kept_images": split_summary(splits),
     }
+    if source_of is not None:  # per source, next to the pooled figures
+        sources = source_of.reindex(data.test.paths).astype(str).to_numpy()
+        figures["test_sources"] = sorted(set(sources))
+        figures["by_source"] = evaluate_by_group(data.test.y, probs, CLASS_NAMES, sources)
     if result is None:
         return {
             **figures,
@@ -174,10 +187,10 @@ def run_protocol(
             "model_sha256": file_digest(trained_model),
         }
     # Next to the report, named after it: quality.json -> quality_<protocol>_test_probs.npy
-    np.save(out.with_name(f"{out.stem}_{protocol}_test_probs.npy"), probs)
+    np.save(out.with_name(f"{out.stem}_{name}_test_probs.npy"), probs)
     if model_dir is not None:  # e.g. for benchmarks/serving.py --model
         model_dir.mkdir(parents=True, exist_ok=True)
-        result.model.save(model_dir / f"quality_{protocol}.keras")
+        result.model.save(model_dir / f"quality_{name}.keras")
     return {
         **figures,
         "training_seconds": round(result.seconds, 1),
@@ -231,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits-resplit", type=Path, help="splits.csv of the resplit protocol")
     parser.add_argument("--splits-official", type=Path, help="splits.csv of the official protocol")
     parser.add_argument(
+        "--splits-leave-source-out",
+        type=Path,
+        help="splits.csv of the leave-source-out protocol (braintumor data audit --holdout NAME)",
+    )
+    parser.add_argument(
         "--config", type=Path, help="run config (or bare training mapping) over configs/cpu.yaml"
     )
     parser.add_argument("--set", action="append", default=[], help="dotted override, key=json")
@@ -254,9 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     chosen = {
         "resplit": args.splits_resplit,
         "official": args.splits_official,
+        PROTOCOL_LEAVE_SOURCE_OUT: args.splits_leave_source_out,
     }
     if not any(chosen.values()):
-        parser.error("give --splits-resplit and/or --splits-official (leakage-free splits.csv)")
+        parser.error(
+            "give --splits-resplit, --splits-official and/or --splits-leave-source-out "
+            "(leakage-free splits.csv)"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "benchmark": "quality",
@@ -274,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.out.is_file():  # keep the other protocol's figures when running one
         report["protocols"] = kept_protocols(json.loads(args.out.read_text()), report["config"])
-    for protocol in PROTOCOLS:
+    for protocol in (*PROTOCOLS, PROTOCOL_LEAVE_SOURCE_OUT):
         path = chosen[protocol]
         if path is None:
             continue

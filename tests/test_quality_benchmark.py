@@ -59,17 +59,28 @@ def test_quality_benchmark_writes_every_figure_per_protocol(
 
     # Scoring the saved model instead of training gives the same figures, marked as scored.
     scored_out = tmp_path / "scored.json"
+    held_out = tmp_path / "held_out.csv"
+    frame = pd.read_csv(table)
+    frame.assign(source=frame["split"].map({"test": "elsewhere"}).fillna("kaggle")).to_csv(
+        held_out, index=False
+    )
     code = main(
         [
             "--data-root", str(sample_dir),
             "--splits-resplit", str(table),
             "--out", str(scored_out),
+            "--splits-leave-source-out", str(held_out),
             "--score-model", str(tmp_path / "models" / "quality_resplit.keras"),
             "--set", 'preprocessing={"image_size": 32, "channels": 1}',
         ]
     )  # fmt: skip
     assert code == 0
-    scored = json.loads(scored_out.read_text())["protocols"]["resplit"]
+    protocols = json.loads(scored_out.read_text())["protocols"]
+    scored = protocols["resplit"]
+    # The same table with its test rows from a second source: figures per source.
+    by_source = protocols["leave-source-out"]["by_source"]
+    assert protocols["leave-source-out"]["test_sources"] == ["elsewhere"] == list(by_source)
+    assert by_source["elsewhere"]["weighted_f1"] == scored["weighted_f1"]
     assert (
         scored["scored_model"].endswith("quality_resplit.keras")
         and "training_seconds" not in scored
