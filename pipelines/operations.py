@@ -21,6 +21,8 @@ from braintumor.constants import (
     ARTIFACT_BEST_MODEL,
     ARTIFACT_GUARD,
     ARTIFACT_OOD_DETECTOR,
+    ARTIFACT_SPLITS,
+    ARTIFACT_TEST_PREDICTIONS,
     CLASS_NAMES,
     MODEL_NAME,
 )
@@ -86,8 +88,11 @@ def promote_to_production(
     incumbent = None
     if production is not None:
         images = _run_artifact(candidate_version, "raw_images")
-        predictions = _run_artifact(candidate_version, "test_predictions")
-        incumbent, _ = compare_with_production(production, images, predictions)
+        predictions = _run_artifact(candidate_version, ARTIFACT_TEST_PREDICTIONS)
+        splits = _run_artifact(candidate_version, ARTIFACT_SPLITS)
+        incumbent, _ = compare_with_production(
+            production, images, predictions, splits, gate_policy.policy.min_comparison_images
+        )
     decision = decide_promotion(candidate, incumbent, gate_policy, CLASS_NAMES, "production")
     if decision.passed and not dry_run:
         record = {**decision.to_dict(), "git_commit": git_commit(), "at": now_iso()}

@@ -5,7 +5,7 @@
       -> train_<backbone> -> evaluate_<backbone>   (one pair per configured backbone)
       -> select best (validation) -> evaluate winner (test; temperature fitted on validation)
       -> fit guard (OOD detector on train; its threshold and conformal sets on validation)
-      -> gate (vs production, same test images) -> promote -> package -> report
+      -> gate (vs production, on test images neither trained on) -> promote -> package -> report
 
 What is served: the winner (`best_model`) as one ONNX graph with the temperature inside
 (probabilities, logits, embedding, Grad-CAM maps), its guard (`guard`, `ood_detector`), and
@@ -149,6 +149,7 @@ def training_pipeline(
         test_metrics=test_metrics,
         test_predictions=test_predictions,
         images=images,
+        splits=splits,
         run=run,
         promotion_policy=promotion_policy,
         policy_source=policy_source,

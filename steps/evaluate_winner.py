@@ -11,7 +11,14 @@ from zenml import log_metadata, step
 from zenml.artifacts.artifact_config import ArtifactConfig
 from zenml.enums import ArtifactType
 
-from braintumor.constants import ARTIFACT_BEST_MODEL, ARTIFACT_TEST_METRICS, CLASS_NAMES, TEST, VAL
+from braintumor.constants import (
+    ARTIFACT_BEST_MODEL,
+    ARTIFACT_TEST_METRICS,
+    ARTIFACT_TEST_PREDICTIONS,
+    CLASS_NAMES,
+    TEST,
+    VAL,
+)
 from braintumor.evaluation.calibration import calibrate, fit_temperature
 from braintumor.evaluation.metrics import evaluate, evaluate_by_group, expected_calibration_error
 from braintumor.run_config import RunConfig
@@ -41,7 +48,7 @@ def evaluate_winner(
         keras.Model, ArtifactConfig(name=ARTIFACT_BEST_MODEL, artifact_type=ArtifactType.MODEL)
     ],
     Annotated[dict, ARTIFACT_TEST_METRICS],
-    Annotated[pd.DataFrame, "test_predictions"],
+    Annotated[pd.DataFrame, ARTIFACT_TEST_PREDICTIONS],
 ]:
     """Test metrics of the winner; `best_model` is the model every version is served from."""
     config = RunConfig(**run).training_config(winner, clahe)

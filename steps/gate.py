@@ -1,5 +1,6 @@
-"""Step: the promotion gate. Re-scores the production model on this run's test images and
-calls the pure `decide_promotion` under the repository's policy (params.yaml `gate:`, read
+"""Step: the promotion gate. Re-scores the production model on this run's test images that
+neither model trained on (from both versions' recorded splits) and calls the pure
+`decide_promotion` under the repository's policy (params.yaml `gate:`, read
 when the run starts) with the run config's overrides. `production_version` and the policy
 are parameters, so the gate is only served from cache while both are unchanged."""
 
@@ -12,13 +13,20 @@ import pandas as pd
 from zenml import log_metadata, step
 from zenml.logger import get_logger
 
-from braintumor.constants import ARTIFACT_BEST_MODEL, ARTIFACT_DECISION, CLASS_NAMES
+from braintumor.constants import (
+    ARTIFACT_BEST_MODEL,
+    ARTIFACT_DECISION,
+    ARTIFACT_SPLITS,
+    CLASS_NAMES,
+)
 from braintumor.evaluation.calibration import calibrate
 from braintumor.evaluation.metrics import mcnemar, paired_bootstrap_delta, weighted_f1
+from braintumor.integrity.splits import trained_paths, unseen_by
 from braintumor.preprocessing import PreprocessSpec
 from braintumor.promotion import (
     CandidateScores,
     IncumbentComparison,
+    NotCompared,
     PromotionPolicy,
     decide_promotion,
     effective_policy,
@@ -32,32 +40,57 @@ from steps.registry import model_version_in_stage
 logger = get_logger(__name__)
 
 
-def compare_with_production(production, images: ImageFolder, test_predictions: pd.DataFrame):
-    """Re-score `production` on the candidate's test images and compare the two, image by image,
-    with the candidate's `test_predictions` (paired bootstrap and McNemar)."""
-    y = label_indices(test_predictions["label"].tolist())
-    candidate_probs = test_predictions[[f"p_{n}" for n in CLASS_NAMES]].to_numpy(np.float64)
+def compare_with_production(
+    production,
+    images: ImageFolder,
+    test_predictions: pd.DataFrame,
+    splits: pd.DataFrame,
+    min_images: int,
+) -> tuple[IncumbentComparison | NotCompared, dict[str, Any]]:
+    """Re-score `production` on the candidate's test images that neither model trained on
+    (production's recorded split, copies included, via the candidate's `splits`) and compare
+    the two image by image (paired bootstrap and McNemar); `NotCompared` when fewer than
+    `min_images` are left or production has no recorded split."""
+    version = str(production.number)
+    recorded = production.get_artifact(ARTIFACT_SPLITS)
+    if recorded is None:
+        reason = f"production version {version} has no recorded split"
+        return NotCompared(version, 0, reason), {}
+    unseen = unseen_by(splits, test_predictions["path"].tolist(), trained_paths(recorded.load()))
+    compared = test_predictions[unseen]
+    excluded = int((~unseen).sum())
+    if len(compared) < min_images:
+        reason = (
+            f"only {len(compared)} of the {len(test_predictions)} test images were seen by "
+            f"neither model ({excluded} are in production's training or validation data, or "
+            f"copies of them); the policy needs {min_images} (gate.min_comparison_images)"
+        )
+        return NotCompared(version, len(compared), reason), {"comparison_images": len(compared)}
+    y = label_indices(compared["label"].tolist())
+    candidate_probs = compared[[f"p_{n}" for n in CLASS_NAMES]].to_numpy(np.float64)
     metadata = production.run_metadata
     spec = PreprocessSpec.from_dict(dict(metadata["preprocessing"]))
     model = production.get_artifact(ARTIFACT_BEST_MODEL).load()
-    paths = test_predictions["path"].tolist()  # the very images the candidate was scored on
     probs = calibrate(
-        predict_proba(model, load_images(paths, images.path, spec)),
+        predict_proba(model, load_images(compared["path"].tolist(), images.path, spec)),
         float(metadata.get("temperature", 1.0)),
     )
     paired = paired_bootstrap_delta(y, candidate_probs, probs)
     exact = mcnemar(y, candidate_probs.argmax(axis=1), probs.argmax(axis=1))
     comparison = IncumbentComparison(
-        version=str(production.number),
+        version=version,
         weighted_f1=weighted_f1(y, probs.argmax(axis=1), len(CLASS_NAMES)),
         delta=paired.delta,
         delta_ci=paired.ci,
         p_value=paired.p_value,
         test=f"paired bootstrap; McNemar p={exact.p_value:.3g}",
+        images=len(compared),
+        excluded=excluded,
     )
     return comparison, {
         "mcnemar_p_value": exact.p_value,
         "paired_bootstrap_p_value": paired.p_value,
+        "comparison_images": len(compared),
     }
 
 
@@ -66,6 +99,7 @@ def gate(
     test_metrics: dict,
     test_predictions: pd.DataFrame,
     images: ImageFolder,
+    splits: pd.DataFrame,
     run: dict[str, Any],
     promotion_policy: dict[str, Any],
     policy_source: str,
@@ -92,13 +126,15 @@ def gate(
         )
     incumbent, tests = None, {}
     if production is not None:
-        incumbent, tests = compare_with_production(production, images, test_predictions)
+        incumbent, tests = compare_with_production(
+            production, images, test_predictions, splits, policy.policy.min_comparison_images
+        )
     decision = decide_promotion(
         candidate, incumbent, policy, CLASS_NAMES, settings.promote_to
     ).to_dict()
     decision.update(
         incumbent_version=incumbent.version if incumbent else None,
-        incumbent_weighted_f1=incumbent.weighted_f1 if incumbent else None,
+        incumbent_weighted_f1=getattr(incumbent, "weighted_f1", None),
         **tests,
     )
     logger.info(decision["summary"])

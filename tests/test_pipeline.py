@@ -38,7 +38,13 @@ def _params(folder: Path, **gate: float) -> Path:
 def lenient(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository whose policy a one-epoch smoke model passes."""
     folder = tmp_path_factory.mktemp("lenient")
-    return _params(folder, min_weighted_f1=0.0, min_class_recall=0.0, max_regression=1.0)
+    return _params(
+        folder,
+        min_weighted_f1=0.0,
+        min_class_recall=0.0,
+        max_regression=1.0,
+        min_comparison_images=1,  # the sample's test split is small
+    )
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +193,41 @@ def test_an_unchanged_rerun_moves_no_stage_and_names_the_same_model(
     )
     assert refused.exit_code == 2
     assert f"same model as version {first_run.model_version}" in refused.output
+
+
+def test_the_gate_compares_only_on_images_neither_model_trained_on(
+    first_run, data_dir, lenient, tmp_path: Path
+) -> None:
+    """Another split seed: some of the candidate's test images are production's training
+    images. They are left out of the comparison, and with too few left it is not run."""
+    from zenml.client import Client
+
+    from pipelines.launch import launch_training
+
+    params = yaml.safe_load(lenient.read_text())
+    params["integrity"]["seed"] = 7
+    params["gate"]["min_comparison_images"] = 1000
+    reseeded = tmp_path / "params.yaml"
+    reseeded.write_text(yaml.safe_dump(params))
+    production = _production()
+    faster = {"backbones": ["custom_cnn"]}
+    outcome = launch_training(SMOKE, data_dir, reseeded, overrides=faster, report_dir=None)
+    decision = outcome.decision
+    check = next(c for c in decision["checks"] if c["name"] == "no_regression")
+    assert check["ran"] is False and "NOT RUN against production" in check["detail"]
+    assert decision["passed"] and decision["target_stage"] == "staging"  # never production
+    assert _production() == production
+
+    def splits_of(version: int):
+        return Client().get_model_version(MODEL_NAME, version).get_artifact("splits").load()
+
+    old, new = splits_of(production), splits_of(outcome.model_version)
+    trained = set(old.loc[old["split"].isin(["train", "val"]), "cluster_id"])
+    tested = new[(new["split"] == "test") & (new["status"] == "kept")]
+    unseen = int((~tested["cluster_id"].isin(trained)).sum())
+    assert 0 < unseen < len(tested)  # the reseeded split does overlap production's training
+    assert decision["comparison_images"] == unseen
+    assert f"only {unseen} of the {len(tested)} test images" in check["detail"]
 
 
 def test_a_failed_run_promotes_nothing(first_run, data_dir) -> None:

@@ -9,6 +9,7 @@ from braintumor.promotion import (
     CandidateScores,
     GatePolicy,
     IncumbentComparison,
+    NotCompared,
     ProductionRecord,
     PromotionPolicy,
     RollbackError,
@@ -18,7 +19,9 @@ from braintumor.promotion import (
 )
 
 SUPPORT = dict.fromkeys(CLASS_NAMES, 50)
-PRODUCT = PromotionPolicy(min_weighted_f1=0.90, min_class_recall=0.85, max_regression=0.005)
+PRODUCT = PromotionPolicy(
+    min_weighted_f1=0.90, min_class_recall=0.85, max_regression=0.005, min_comparison_images=100
+)
 
 
 def _policy(**changes) -> GatePolicy:
@@ -225,3 +228,23 @@ def test_candidate_scores_read_the_per_source_figures_of_the_test_metrics() -> N
         "by_source": {"kaggle": {"weighted_f1": 0.92, "n": 30}},
     }
     assert CandidateScores.from_metrics(metrics).source_weighted_f1 == {"kaggle": (0.92, 30)}
+
+
+def test_a_comparison_that_could_not_run_is_said_and_stops_at_staging() -> None:
+    too_few = NotCompared("7", 12, "only 12 of the 400 test images were seen by neither model")
+    staged = decide_promotion(_candidate(), too_few, _policy(), CLASS_NAMES)
+    assert staged.passed and staged.target_stage == "staging"
+    check = next(c for c in staged.checks if c.name == "no_regression")
+    assert not check.ran and "NOT RUN against production 7: only 12 of the 400" in check.detail
+    assert "NOT RUN" in staged.summary()
+    refused = decide_promotion(_candidate(), too_few, _policy(), CLASS_NAMES, "production")
+    assert not refused.passed and refused.target_stage is None
+    assert any("NOT RUN" in reason for reason in refused.reasons)
+    assert refused.to_dict()["checks"][-1]["ran"] is False
+
+
+def test_the_comparison_says_on_how_many_images_it_ran() -> None:
+    incumbent = IncumbentComparison("7", 0.93, 0.02, (0.0, 0.04), 0.1, "paired", 150, 266)
+    decision = decide_promotion(_candidate(), incumbent, _policy(), CLASS_NAMES)
+    assert decision.passed
+    assert "on 150 test images neither model trained on, 266 left out" in decision.reasons[-1]

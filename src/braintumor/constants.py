@@ -65,6 +65,7 @@ ARTIFACT_MODEL_PREFIX = "model_"  # + backbone name
 ARTIFACT_VAL_METRICS_PREFIX = "val_metrics_"  # + backbone name
 ARTIFACT_BEST_MODEL = "best_model"
 ARTIFACT_TEST_METRICS = "test_metrics"
+ARTIFACT_TEST_PREDICTIONS = "test_predictions"
 ARTIFACT_DECISION = "promotion_decision"
 ARTIFACT_REPORT = "run_report"
 ARTIFACT_GUARD = "guard"  # the guard's card entry (thresholds, validation rates)

@@ -2,7 +2,10 @@
 
 Like TFX's blessing, but stricter for a medical classifier: an absolute floor on weighted F1,
 a floor on every class's recall (a missed tumour costs more than a false alarm), and no
-regression against the production model re-scored on the *same* test set.
+regression against the production model re-scored on the *same* test images, restricted to
+those that neither model trained on. With fewer such images than the policy's
+`min_comparison_images`, the no-regression check is not run: the decision says so, and such a
+model can reach staging, never production.
 
 The policy is the repository's: params.yaml `gate:` (versioned with the code). A run config
 may override it for its own runs (the smoke profile zeroes the floors to exercise the
@@ -42,6 +45,9 @@ class PromotionPolicy(BaseModel):
     # Weighted F1 floor for every source's test images (None: off). Pooled figures can hide a
     # source the model fails on, e.g. a new hospital's scanner.
     min_source_weighted_f1: float | None = Field(None, ge=0)
+    # The comparison with production uses only test images neither model trained on (their
+    # recorded splits); below this many the no-regression check is not run.
+    min_comparison_images: int = Field(ge=1)
 
     def digest(self) -> str:
         """A short content hash: two policies with the same thresholds have the same one."""
@@ -59,6 +65,7 @@ class PolicyOverrides(BaseModel):
     max_regression: float | None = Field(None, ge=0)
     require_significance: bool | None = None
     min_source_weighted_f1: float | None = Field(None, ge=0)
+    min_comparison_images: int | None = Field(None, ge=1)
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,18 @@ class IncumbentComparison:
     delta_ci: tuple[float, float]
     p_value: float  # one-sided: probability of a delta this large if the candidate were worse
     test: str  # e.g. "paired_bootstrap" or "mcnemar"
+    images: int | None = None  # test images compared (neither model trained on them)
+    excluded: int = 0  # candidate test images left out: production trained on a copy
+
+
+@dataclass(frozen=True)
+class NotCompared:
+    """Production could not be compared with the candidate: too few test images that neither
+    trained on, or production has no recorded split. The no-regression check is not run."""
+
+    version: str
+    images: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -144,6 +163,7 @@ class Check:
     name: str
     passed: bool
     detail: str
+    ran: bool = True  # False: the check could not be made (its detail says why)
 
 
 @dataclass(frozen=True)
@@ -170,7 +190,7 @@ class Decision:
 
 def decide_promotion(
     candidate: CandidateScores,
-    incumbent: IncumbentComparison | None,
+    incumbent: IncumbentComparison | NotCompared | None,
     gate_policy: GatePolicy,
     class_names: tuple[str, ...] | list[str],
     promote_to: Stage = "staging",
@@ -228,6 +248,22 @@ def decide_promotion(
             )
     if incumbent is None:
         checks.append(Check("no_regression", True, "no production model to compare with"))
+    elif isinstance(incumbent, NotCompared):
+        to_production = promote_to == "production"
+        checks.append(
+            Check(
+                "no_regression",
+                not to_production,
+                f"no-regression check NOT RUN against production {incumbent.version}: "
+                f"{incumbent.reason}; "
+                + (
+                    "a model goes to production only after it"
+                    if to_production
+                    else "staging at most"
+                ),
+                ran=False,
+            )
+        )
     else:
         bound = incumbent.delta_ci[0] if policy.require_significance else incumbent.delta
         what = "95% CI lower bound of the change" if policy.require_significance else "change"
@@ -240,7 +276,14 @@ def decide_promotion(
                 f"({incumbent.weighted_f1:.4f}) is {bound:+.4f}, "
                 f"{'within' if ok else 'beyond'} the margin -{policy.max_regression:.4f} "
                 f"({incumbent.test}, delta CI [{incumbent.delta_ci[0]:+.4f}, "
-                f"{incumbent.delta_ci[1]:+.4f}], p={incumbent.p_value:.3g})",
+                f"{incumbent.delta_ci[1]:+.4f}], p={incumbent.p_value:.3g}"
+                + (
+                    f"; on {incumbent.images} test images neither model trained on, "
+                    f"{incumbent.excluded} left out"
+                    if incumbent.images is not None
+                    else ""
+                )
+                + ")",
             )
         )
     if promote_to == "production" and not gate_policy.repository:

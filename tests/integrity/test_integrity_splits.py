@@ -253,3 +253,27 @@ def test_leave_source_out_errors_say_what_to_change():
         IntegrityPolicy.from_dict({"protocol": "leave-source-out"})
     with pytest.raises(IntegrityPolicyError, match="only used by protocol leave-source-out"):
         IntegrityPolicy.from_dict({"protocol": "resplit", "holdout_source": "b"})
+
+
+def test_unseen_by_leaves_out_images_another_split_trained_on_and_their_copies():
+    from braintumor.integrity.splits import trained_paths, unseen_by
+
+    manifest = _balanced(20)
+    clusters = np.arange(len(manifest))
+    clusters[1] = clusters[0]  # a pair of copies
+    old = make_splits(manifest, clusters, IntegrityPolicy(seed=1))
+    new = make_splits(manifest, clusters, IntegrityPolicy(seed=2))
+    seen = trained_paths(old)
+    assert seen == set(old.loc[old["split"].isin(["train", "val"]), "path"])
+    test = new.loc[(new["split"] == "test") & (new["status"] == "kept"), "path"].tolist()
+    mask = unseen_by(new, test, seen)
+    old_split = old.set_index("path")["split"]
+    assert all((old_split[p] == "test") == unseen for p, unseen in zip(test, mask, strict=True))
+    assert 0 < mask.sum() < len(test)
+    # a copy counts as the image: the representative kept in `new` is unseen only if its
+    # twin was not trained on either
+    twin_seen = {manifest["path"][1]}
+    assert not unseen_by(new, [manifest["path"][0]], twin_seen)[0]
+    assert unseen_by(new, test, set()).all()
+    with pytest.raises(SplitError, match="not in the splits table"):
+        unseen_by(new, ["elsewhere.jpg"], seen)

@@ -28,7 +28,7 @@ of a test image from another source is in the test split too.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -286,6 +286,26 @@ def _held_out_assignment(
     return assignment
 
 
+def trained_paths(splits: pd.DataFrame) -> set[str]:
+    """The images a model of this splits table learnt from or was selected and calibrated on
+    (train and val, every status but quarantined: a redundant copy is the same picture)."""
+    used = splits["split"].isin([TRAIN, VAL]) & (splits["status"] != QUARANTINED)
+    return set(splits.loc[used, "path"].astype(str))
+
+
+def unseen_by(splits: pd.DataFrame, paths: Sequence[str], seen: set[str]) -> np.ndarray:
+    """Mask over `paths` (images of `splits`): True where neither the image nor any copy of it
+    (its duplicate cluster in `splits`) is in `seen`, e.g. another model's `trained_paths`."""
+    cluster_of = splits.drop_duplicates("path").set_index("path")["cluster_id"]
+    seen_clusters = set(cluster_of.reindex(sorted(seen)).dropna().astype(np.int64))
+    clusters = cluster_of.reindex(list(paths))
+    if clusters.isna().any():
+        missing = [p for p, c in zip(paths, clusters, strict=True) if pd.isna(c)][:3]
+        raise SplitError(f"paths not in the splits table, e.g. {missing}")
+    in_seen = np.isin(np.asarray(paths, dtype=object), np.asarray(sorted(seen), dtype=object))
+    return ~(clusters.astype(np.int64).isin(seen_clusters).to_numpy() | in_seen)
+
+
 def split_counts(splits: pd.DataFrame) -> pd.DataFrame:
     """Images per split and class among the kept rows (what training will see)."""
     kept = splits[splits["status"] == KEPT]
@@ -307,4 +327,6 @@ __all__ = [
     "held_out_rows",
     "make_splits",
     "split_counts",
+    "trained_paths",
+    "unseen_by",
 ]
