@@ -86,6 +86,10 @@ def evaluate_winner(
             "test_weighted_f1": metrics["weighted_f1"],
             "test_weighted_f1_ci": metrics["weighted_f1_ci"],
             "test_class_recall": {n: v["recall"] for n, v in metrics["per_class"].items()},
+            "test_by_source": {
+                source: {"weighted_f1": figures["weighted_f1"], "images": figures["n"]}
+                for source, figures in (metrics.get("by_source") or {}).items()
+            },
             "temperature": temperature,
             "preprocessing": spec.to_dict(),
             "protocol": metrics["protocol"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,6 +97,16 @@ def flat_metrics(test_metrics: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
+def source_metrics(test_metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """`flat_metrics` per source of the test images, with their count; figures a source's
+    images cannot define (one class only: no AUC) are left out."""
+    by_source = {}
+    for source, figures in (test_metrics.get("by_source") or {}).items():
+        flat = {**flat_metrics(figures), "images": float(figures["n"])}
+        by_source[source] = {k: v for k, v in flat.items() if math.isfinite(v)}
+    return by_source
+
+
 def model_card(model_version: ModelVersionResponse, stage: str | None = None):
     """The serving model card of a ZenML model version, from what its run recorded."""
     from braintumor.serving.metadata import ModelCard
@@ -115,6 +126,7 @@ def model_card(model_version: ModelVersionResponse, stage: str | None = None):
         model_version=str(model_version.number),
         stage=stage or (model_version.stage or "none"),
         metrics=flat_metrics(test_metrics),
+        metrics_by_source=source_metrics(test_metrics),
         protocol=str(metadata.get("protocol")),
         data_hash=str(metadata.get("data_hash")),
         git_commit=str(metadata.get("git_commit")),

@@ -132,6 +132,10 @@ def test_smoke_run_trains_gates_promotes_and_records_lineage(first_run) -> None:
     card = bentoml.models.get(outcome.packaged["model_tag"]).info.metadata
     assert GuardCard.model_validate(card["guard"]) == GuardCard.model_validate(guard)
     assert card["temperature"] == outcome.test_metrics["temperature"]
+    # Per source next to the pooled figures: in the card (hence /metadata) and the version.
+    assert set(card["metrics_by_source"]) == {"kaggle"}
+    assert card["metrics_by_source"]["kaggle"]["images"] == outcome.test_metrics["n"]
+    assert metadata["test_by_source"]["kaggle"]["images"] == outcome.test_metrics["n"]
     html = outcome.report_path.read_text()
     assert "Leaderboard" in html and "Grad-CAM" in html and outcome.winner in html
 

@@ -248,3 +248,26 @@ def test_the_comparison_says_on_how_many_images_it_ran() -> None:
     decision = decide_promotion(_candidate(), incumbent, _policy(), CLASS_NAMES)
     assert decision.passed
     assert "on 150 test images neither model trained on, 266 left out" in decision.reasons[-1]
+
+
+def test_source_metrics_flatten_each_source_and_drop_what_it_cannot_define() -> None:
+    from steps.registry import source_metrics
+
+    figures = {
+        "weighted_f1": 0.9,
+        "weighted_f1_ci": [0.8, 0.95],
+        "per_class": {"glioma": {"recall": 0.9, "support": 10}},
+        "n": 10,
+        "roc_auc_macro": float("nan"),  # one class only
+    }
+    flat = source_metrics({"by_source": {"mine": figures}})
+    assert flat == {
+        "mine": {
+            "weighted_f1": 0.9,
+            "weighted_f1_ci_low": 0.8,
+            "weighted_f1_ci_high": 0.95,
+            "recall_glioma": 0.9,
+            "images": 10.0,
+        }
+    }
+    assert source_metrics({"weighted_f1": 0.9}) == {}

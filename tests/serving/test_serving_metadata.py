@@ -23,7 +23,12 @@ def card(**changes) -> ModelCard:
 
 
 def test_card_round_trips_through_bentoml_style_metadata():
-    original = card(metrics={"weighted_f1": 0.93}, data_hash="abc", stage="staging")
+    original = card(
+        metrics={"weighted_f1": 0.93},
+        metrics_by_source={"kaggle": {"weighted_f1": 0.95, "images": 300.0}},
+        data_hash="abc",
+        stage="staging",
+    )
     metadata = original.to_metadata()
     json.dumps(metadata)  # plain JSON types only
     assert None not in metadata.values()  # BentoML refuses None in metadata
@@ -45,6 +50,7 @@ def test_card_gives_the_training_spec_back():
         ({"stage": "prod"}, "stage must be one of"),
         ({"class_names": ("a", "a")}, "distinct"),
         ({"metrics": {"weighted_f1": float("nan")}}, "finite"),
+        ({"metrics_by_source": {"b": {"weighted_f1": float("inf")}}}, "finite"),
         ({"temperature": 0.0}, "temperature"),
         ({"review_threshold": 0.1}, "between 1/4"),
         ({"unexpected": 1}, "Extra inputs"),

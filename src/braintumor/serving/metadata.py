@@ -30,6 +30,8 @@ class ModelCard(BaseModel):
         model_version: ZenML Model Control Plane version (name or number).
         stage: Stage of that version when it was packaged.
         metrics: Test metrics (weighted F1 first of all) of that version.
+        metrics_by_source: The same per data source of the test images (`source` in the
+            manifest), next to the pooled ones; empty when the test images had no source.
         protocol: Evaluation protocol the metrics come from (`resplit` or `official`).
         data_hash: DVC hash of the training data.
         git_commit: Commit of the code that trained the model.
@@ -53,6 +55,7 @@ class ModelCard(BaseModel):
     model_version: str
     stage: str = "none"
     metrics: dict[str, float] = Field(default_factory=dict)
+    metrics_by_source: dict[str, dict[str, float]] = Field(default_factory=dict)
     protocol: str | None = None
     data_hash: str | None = None
     git_commit: str | None = None
@@ -88,6 +91,15 @@ class ModelCard(BaseModel):
         if bad:
             raise ValueError(f"metrics must be finite numbers; not finite: {bad}")
         return metrics
+
+    @field_validator("metrics_by_source")
+    @classmethod
+    def _finite_source_metrics(
+        cls, by_source: dict[str, dict[str, float]]
+    ) -> dict[str, dict[str, float]]:
+        for metrics in by_source.values():
+            cls._finite_metrics(metrics)
+        return by_source
 
     @field_validator("temperature")
     @classmethod
