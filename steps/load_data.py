@@ -32,13 +32,18 @@ def load_data(
         quarantined = len(result.quarantine)
     manifest = read_manifest(folder)
     counts = manifest.groupby(["split", "label"]).size()
+    seen = {
+        "data_hash": data_hash,
+        "images": len(manifest),
+        "images_by_source": {str(k): int(n) for k, n in manifest["source"].value_counts().items()},
+    }
     log_metadata(
         metadata={
-            "data_hash": data_hash,
+            **seen,
             "source": source,
-            "images": len(manifest),
             "quarantined_at_ingest": quarantined,
             "counts": {f"{s}/{c}": int(n) for (s, c), n in counts.items()},
         }
     )
+    log_metadata(metadata={"data": seen}, infer_model=True)  # what this version saw
     return ImageFolder(folder), manifest

@@ -80,3 +80,30 @@ def test_clahe_command_writes_the_derived_set(sample_dir: Path, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert "wrote 34 CLAHE images" in result.output
     assert len(list((tmp_path / "clahe").rglob("*.png"))) == 34
+
+
+def test_training_without_tensorflow_names_the_extra_to_install(
+    sample_dir: Path, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys; sys.modules['tensorflow'] = None\n"  # as if the cpu extra were missing
+        "from braintumor.cli import app\n"
+        f"app(['train', '--config', 'configs/smoke.yaml', '--data', {str(sample_dir)!r}])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": f"{root / 'src'}:{root}"},
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "tensorflow is not installed" in output and "pip install -e '.[cpu]'" in output
+    assert "Traceback" not in output and len(output.strip().splitlines()) == 1

@@ -136,6 +136,8 @@ def test_smoke_run_trains_gates_promotes_and_records_lineage(first_run) -> None:
     assert set(card["metrics_by_source"]) == {"kaggle"}
     assert card["metrics_by_source"]["kaggle"]["images"] == outcome.test_metrics["n"]
     assert metadata["test_by_source"]["kaggle"]["images"] == outcome.test_metrics["n"]
+    seen = metadata["data"]  # which sources and how many images the run saw
+    assert seen["images_by_source"] == {"kaggle": seen["images"]} and seen["images"] > 0
     html = outcome.report_path.read_text()
     assert "Leaderboard" in html and "Grad-CAM" in html and outcome.winner in html
 

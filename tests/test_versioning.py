@@ -43,3 +43,13 @@ def test_dvc_tracked_folder_gives_its_dvc_hash_and_refuses_drift(
     (tmp_path / "data" / "raw" / "extra.txt").write_text("changed after dvc add")
     with pytest.raises(DataOutOfSyncError, match="dvc add"):
         data_version(tmp_path / "data" / "raw")
+    # The CLI says the same in one line (exit 2), no traceback.
+    from typer.testing import CliRunner
+
+    from braintumor.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "data" / "raw")])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "has changed since DVC last recorded it" in errors[0]
+    assert "Traceback" not in result.output

@@ -33,12 +33,16 @@ console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 
+# What the `cpu`/`gpu` extras install: missing, a command that trains says which extra.
+TRAINING_MODULES = ("tensorflow",)
+
+
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn the errors a user can act on into one readable line and exit code 2."""
     from braintumor.data.manifest import ManifestError
     from braintumor.data.sources import SourceError
-    from braintumor.data.versioning import DvcError
+    from braintumor.data.versioning import DataOutOfSyncError, DvcError
     from braintumor.imaging import ImageDecodeError
 
     try:
@@ -48,10 +52,20 @@ def _user_errors() -> Iterator[None]:
         ManifestError,
         ImageDecodeError,
         DvcError,
+        DataOutOfSyncError,
         FileNotFoundError,
         ValueError,
     ) as exc:
         console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in TRAINING_MODULES:
+            raise
+        console.print(
+            f"[bold red]error:[/] {top} is not installed: training needs the `cpu` or `gpu` "
+            "extra (pip install -e '.\\[cpu]', or make setup)"
+        )
         raise typer.Exit(2) from None
 
 
@@ -392,9 +406,9 @@ def train(
     ] = Path("reports"),
 ) -> None:
     """Run the training pipeline: audit, split, train each backbone, gate, promote, package."""
-    from pipelines.launch import RunConfigError, SubmissionError, launch_training
-
     with _user_errors():
+        from pipelines.launch import RunConfigError, SubmissionError, launch_training
+
         try:
             outcome = launch_training(
                 config,
