@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import stat
 import tempfile
 import urllib.parse
@@ -288,8 +287,3 @@ class LocalSource:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-
-
-def copy_file(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
