@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"train and test: a source to hold out ({KAGGLE_NAME}, {SECOND_NAME}) or pooled",
     )
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     unknown = sorted(set(args.train) - {KAGGLE_NAME, SECOND_NAME, POOLED})
     if unknown:
         parser.error(f"--train takes {KAGGLE_NAME}, {SECOND_NAME} or {POOLED}, not {unknown}")

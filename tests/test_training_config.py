@@ -94,3 +94,35 @@ def test_appearance_augmentation_is_off_by_default_and_passes_through() -> None:
     assert (spec.invert_probability, spec.histogram_match_probability) == (0.2, 0.25)
     assert (spec.bias_field_order, spec.bias_field_coefficients) == (2, 0.2)
     assert spec.intensity_curve_head_only and spec.head_threshold == 15
+
+
+def test_importing_the_run_config_imports_no_tensorflow() -> None:
+    """Validating a run config (the CLI's edge, the pipeline's build) needs no TensorFlow."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from braintumor.run_config import RunConfig\n"
+        "RunConfig(backbones=['custom_cnn', 'mobilenetv2'])\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_backbone_facts_and_the_registry_agree() -> None:
+    from braintumor.models.backbones import BACKBONES
+    from braintumor.models.specs import BACKBONE_INFO
+
+    assert set(BACKBONES) == set(BACKBONE_INFO)
+    for name, info in BACKBONE_INFO.items():
+        entry = BACKBONES[name]
+        assert (entry.input_size, entry.min_size, entry.pretrained) == (
+            info.input_size,
+            info.min_size,
+            info.pretrained,
+        )
+        assert entry.needs_rgb == info.needs_rgb and callable(entry.build_base)

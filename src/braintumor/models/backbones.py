@@ -18,16 +18,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import keras
 import numpy as np
 
 from braintumor.constants import CLASS_NAMES
 from braintumor.models.layers import BackboneNormalization, RepeatChannels
-
-Pooling = Literal["avg", "max", "flatten"]
-IMAGENET = "imagenet"
+from braintumor.models.specs import (
+    BACKBONE_INFO,
+    IMAGENET,
+    BackboneInfo,
+    CnnSpec,
+    HeadSpec,
+)
 
 
 class BackboneError(ValueError):
@@ -38,82 +42,15 @@ class BackboneWeightsError(RuntimeError):
     """Weights that cannot be found, downloaded or loaded into the chosen backbone."""
 
 
-@dataclass(frozen=True)
-class HeadSpec:
-    """The classification head on top of the pooled features."""
-
-    pooling: Pooling = "avg"  # "flatten" keeps where features are (the research CNN's head)
-    dropout: float = 0.3
-    dense_units: int = 0  # 0: no hidden dense layer, straight to the softmax
-
-    def __post_init__(self) -> None:
-        if self.pooling not in ("avg", "max", "flatten"):
-            raise ValueError(f"head pooling must be avg, max or flatten, not {self.pooling!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"head dropout must be in [0, 1), not {self.dropout}")
-        if self.dense_units < 0:
-            raise ValueError(f"head dense_units must be >= 0, not {self.dense_units}")
-
-
-@dataclass(frozen=True)
-class CnnSpec:
-    """The from-scratch network of the research: conv blocks of growing width."""
-
-    filters: tuple[int, ...] = (32, 64, 128, 256)
-    convs_per_block: int | tuple[int, ...] = 2  # one number for all blocks, or one per block
-    block_dropout: float = 0.1
-    # Also applied to any backbone trained from scratch (weights null). Keras defaults to
-    # 0.99: on a few thousand images the moving variance then needs ~10 epochs to leave its
-    # initial 1.0, and validation collapses to one class until it does.
-    batch_norm_momentum: float = 0.9
-    input_normalization: str = "unit"  # or "standardize": per-image mean/std (see layers)
-
-    def __post_init__(self) -> None:
-        if not self.filters or any(f < 1 for f in self.filters):
-            raise ValueError(f"cnn filters must be positive integers, not {self.filters}")
-        counts = self.block_convs
-        if len(counts) != len(self.filters) or min(counts) < 1:
-            raise ValueError(
-                f"cnn convs_per_block must be >= 1, one number or one per block "
-                f"({len(self.filters)} blocks), not {self.convs_per_block}"
-            )
-        if not 0.0 <= self.block_dropout < 1.0:
-            raise ValueError(f"cnn block_dropout must be in [0, 1), not {self.block_dropout}")
-        if self.input_normalization not in ("unit", "standardize"):
-            raise ValueError(
-                f"cnn input_normalization must be 'unit' or 'standardize', "
-                f"not {self.input_normalization!r}"
-            )
-        if not 0.0 < self.batch_norm_momentum < 1.0:
-            raise ValueError(
-                f"cnn batch_norm_momentum must be in (0, 1), not {self.batch_norm_momentum}"
-            )
-
-    @property
-    def block_convs(self) -> tuple[int, ...]:
-        if isinstance(self.convs_per_block, int):
-            return (self.convs_per_block,) * len(self.filters)
-        return tuple(self.convs_per_block)
-
-
 BaseBuilder = Callable[[tuple[int, int, int], Any, CnnSpec], keras.Model]
 
 
 @dataclass(frozen=True)
-class Backbone:
-    """One registry entry: what a backbone needs and how to build its base."""
+class Backbone(BackboneInfo):
+    """One registry entry: its facts (`specs.BACKBONE_INFO`) and how to build its base."""
 
-    name: str
-    input_size: int  # the size it was designed (and ImageNet-trained) for
-    min_size: int
-    normalization: str  # a BackboneNormalization mode
-    preprocess_input: Callable[..., Any]  # Keras' own function (reference; the model has it inside)
-    pretrained: bool  # ImageNet weights exist
+    preprocess_input: Callable[..., Any] = field(repr=False)  # Keras' own (the model has it)
     build_base: BaseBuilder = field(repr=False)
-
-    @property
-    def needs_rgb(self) -> bool:
-        return self.pretrained
 
 
 def _application(factory_path: str) -> BaseBuilder:
@@ -149,33 +86,42 @@ def _unit_scale(x: Any, data_format: str | None = None) -> Any:
     return x / 255.0
 
 
+def _entry(name: str, preprocess_input: Callable[..., Any], build_base: BaseBuilder) -> Backbone:
+    info = BACKBONE_INFO[name]
+    return Backbone(
+        **{f: getattr(info, f) for f in BackboneInfo.__dataclass_fields__},
+        preprocess_input=preprocess_input,
+        build_base=build_base,
+    )
+
+
+_apps = keras.applications
 BACKBONES: dict[str, Backbone] = {
-    "vgg16": Backbone(
-        "vgg16", 224, 32, "caffe", keras.applications.vgg16.preprocess_input, True,
-        _application("vgg16.VGG16"),
+    "vgg16": _entry("vgg16", _apps.vgg16.preprocess_input, _application("vgg16.VGG16")),
+    "resnet50": _entry(
+        "resnet50", _apps.resnet50.preprocess_input, _application("resnet50.ResNet50")
     ),
-    "resnet50": Backbone(
-        "resnet50", 224, 32, "caffe", keras.applications.resnet50.preprocess_input, True,
-        _application("resnet50.ResNet50"),
-    ),
-    "inceptionv3": Backbone(
-        "inceptionv3", 299, 75, "tf", keras.applications.inception_v3.preprocess_input, True,
+    "inceptionv3": _entry(
+        "inceptionv3",
+        _apps.inception_v3.preprocess_input,
         _application("inception_v3.InceptionV3"),
     ),
-    "efficientnetb0": Backbone(
-        "efficientnetb0", 224, 32, "none", keras.applications.efficientnet.preprocess_input,
-        True, _application("efficientnet.EfficientNetB0"),
+    "efficientnetb0": _entry(
+        "efficientnetb0",
+        _apps.efficientnet.preprocess_input,
+        _application("efficientnet.EfficientNetB0"),
     ),
-    "densenet121": Backbone(
-        "densenet121", 224, 32, "torch", keras.applications.densenet.preprocess_input, True,
-        _application("densenet.DenseNet121"),
+    "densenet121": _entry(
+        "densenet121", _apps.densenet.preprocess_input, _application("densenet.DenseNet121")
     ),
-    "mobilenetv2": Backbone(
-        "mobilenetv2", 224, 32, "tf", keras.applications.mobilenet_v2.preprocess_input, True,
+    "mobilenetv2": _entry(
+        "mobilenetv2",
+        _apps.mobilenet_v2.preprocess_input,
         _application("mobilenet_v2.MobileNetV2"),
     ),
-    "custom_cnn": Backbone("custom_cnn", 128, 16, "unit", _unit_scale, False, _build_cnn_base),
-}  # fmt: skip
+    "custom_cnn": _entry("custom_cnn", _unit_scale, _build_cnn_base),
+}
+assert set(BACKBONES) == set(BACKBONE_INFO)
 
 
 def get_backbone(name: str) -> Backbone:

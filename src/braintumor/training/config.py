@@ -19,9 +19,9 @@ from pydantic import (
     model_validator,
 )
 
-from braintumor.models.backbones import BACKBONES, IMAGENET, CnnSpec, HeadSpec
+from braintumor.models.specs import BACKBONE_INFO, IMAGENET, CnnSpec, HeadSpec
 from braintumor.preprocessing import PreprocessSpec
-from braintumor.training.augment import AugmentSpec
+from braintumor.training.augment_spec import AugmentSpec
 
 
 class _Strict(BaseModel):
@@ -124,7 +124,7 @@ def _drop_while_off(values: dict[str, Any], on: bool, keys: tuple[str, ...]) -> 
 
 
 class AugmentationConfig(_Strict):
-    """Training-only augmentation; see `braintumor.training.augment.AugmentSpec`.
+    """Training-only augmentation; see `braintumor.training.augment_spec.AugmentSpec`.
 
     Appearance invariance against the sequence shortcut (issue 15), all off by default and
     all acting inside the head only (the filled region of pixels above `head_threshold`), so
@@ -253,8 +253,8 @@ class TrainingConfig(_Strict):
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, value: str) -> str:
-        if value not in BACKBONES:
-            raise ValueError(f"unknown backbone {value!r}; choose one of {sorted(BACKBONES)}")
+        if value not in BACKBONE_INFO:
+            raise ValueError(f"unknown backbone {value!r}; choose one of {sorted(BACKBONE_INFO)}")
         return value
 
     @field_validator("weights", mode="before")
@@ -270,7 +270,7 @@ class TrainingConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingConfig:
-        entry = BACKBONES[self.backbone]
+        entry = BACKBONE_INFO[self.backbone]
         if self.weights == IMAGENET and not entry.pretrained:
             raise ValueError(f"{self.backbone} has no ImageNet weights: use weights null or a path")
         if self.preprocessing.image_size < entry.min_size:
