@@ -2,7 +2,9 @@
 
 - `KerasModelMaterializer` stores a Keras 3 model as one `model.keras` file (the native,
   pickle-free format) so models pass between steps without cloudpickle. ZenML's own
-  TensorFlow integration targets Keras 2 and must not be installed (see docs/pitfalls.md).
+  TensorFlow integration (`zenml integration install tensorflow`) must not be installed:
+  it pins TensorFlow < 2.15 (Keras 2); with Keras 3 it stays silently off and Keras models
+  would fall back to cloudpickle.
 - `OodDetectorMaterializer` stores a fitted OOD detector as the `.npz` file the model store
   gets (`OodDetector.to_npz`).
 - `ImageFolderMaterializer` stores a folder of images with its manifest. On a remote stack
