@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from braintumor.constants import MODEL_NAME
-from braintumor.evaluation.calibration import fit_temperature
 from braintumor.serving.config import MODEL_TAG_ARGUMENT
 from braintumor.serving.metadata import ModelCard
 from braintumor.serving.optimize import RuntimeCheck, accept_runtime, check_runtime, quantize_int8
@@ -249,7 +248,6 @@ def package_model(
     quantize: bool = True,
     parity_inputs: np.ndarray | None = None,
     parity_labels: np.ndarray | None = None,
-    calibrate: bool = True,
     build: bool = True,
     project_dir: str | Path | None = None,
     guard: tuple[Any, OodDetector] | None = None,
@@ -261,16 +259,13 @@ def package_model(
 
     Args:
         model: A `.keras` file or a Keras model.
-        card: Its model card (`runtime_checks`, `guard`, and `temperature` when fitted here,
-            are set here).
+        card: Its model card, with the temperature the pipeline's evaluate_winner step
+            fitted (packaging never fits one); `runtime_checks` and `guard` are set here.
         quantize: Also try an int8 serving graph; it needs `parity_inputs` (real images, used
             to calibrate and to check it) and ships only if it answers like Keras: weighted
             F1 within 0.005 (with `parity_labels`) and the same class on >= 99.5% of images.
         parity_inputs: Preprocessed validation images (N, H, W, C); 100+ recommended.
-        parity_labels: Their class indices, for the F1 check and the temperature.
-        calibrate: Fit the card's temperature on the labelled validation images when the
-            card still has the neutral 1.0, no guard was fitted on its probabilities, and at
-            least 50 labelled images are given.
+        parity_labels: Their class indices, for the F1 check.
         build: Also build the Bento.
         project_dir: Folder of bentofile.yaml (default: found from the working directory).
         guard: `(GuardCard, OodDetector)` from `guard.fit.fit_guard` for this model and its
@@ -284,13 +279,7 @@ def package_model(
     x = reference = None
     if parity_inputs is not None and len(parity_inputs):
         x = np.asarray(parity_inputs, np.float32)
-        raw = np.asarray(keras_model(x, training=False))
-        can_fit = calibrate and guard is None and card.temperature == 1.0
-        if can_fit and parity_labels is not None and len(x) >= 50:
-            temperature = round(fit_temperature(raw, parity_labels), 4)
-            logger.info("fitted temperature %.3f on %d validation images", temperature, len(x))
-            card = card.model_copy(update={"temperature": temperature})
-        reference = tempered(raw, card.temperature)
+        reference = tempered(np.asarray(keras_model(x, training=False)), card.temperature)
     if guard is not None:
         card = card.model_copy(update={"guard": guard[0]})
     with tempfile.TemporaryDirectory(prefix="braintumor-onnx-") as scratch:
