@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Annotated, Any
 
+import pandas as pd
 import pytest
 import yaml
 import zenml
@@ -268,13 +269,20 @@ def fake_gate() -> Annotated[dict, "promotion_decision"]:
     checks = [
         {"name": "floor", "passed": True, "detail": "weighted F1 0.9000 >= 0.85"},
         {"name": "recall", "passed": False, "detail": "recall of glioma 0.70 < 0.85"},
+        {"name": "no_regression", "passed": True, "ran": False, "detail": "only 12 images"},
     ]
     policy = {"name": "params.yaml:gate@0123456789ab"}
     return {"passed": False, "target_stage": None, "checks": checks, "policy": policy}
 
 
+@zenml.step
+def fake_load_data() -> Annotated[pd.DataFrame, "manifest"]:
+    return pd.DataFrame({"path": ["a", "b", "c"], "source": ["kaggle", "kaggle", "mine"]})
+
+
 @zenml.pipeline(name=SUMMARY_PIPELINE, enable_cache=False)
 def summary_pipeline() -> None:
+    fake_load_data(id="load_data")
     fake_select_best(id="select_best")
     fake_evaluate_winner(id="evaluate_winner")
     fake_gate(id="gate")
@@ -293,4 +301,6 @@ def test_run_summary_reports_the_gate_decision_of_the_latest_run(
     assert "❌ recall of glioma 0.70 < 0.85" in text and "✅ weighted F1" in text
     assert "Winner **custom_cnn**" in text and "weighted F1 0.9000 [0.8800, 0.9200]" in text
     assert "| custom_cnn | 0.9100 | 0.8000 |" in text
+    assert "✅ ⚠️ not run: only 12 images" in text
+    assert "Data: 3 images by source: kaggle 2, mine 1" in text
     assert run_summary.main(["--pipeline", "no_such_pipeline_here"]) == 1

@@ -3,7 +3,8 @@ the winner's test scores and the leaderboard, for `$GITHUB_STEP_SUMMARY`.
 
     python .github/scripts/run_summary.py >> "$GITHUB_STEP_SUMMARY"
 
-Reads the run's own artifacts (`promotion_decision`, `test_metrics`, `leaderboard`, `winner`),
+Reads the run's own artifacts (`promotion_decision`, `test_metrics`, `leaderboard`, `winner`,
+`manifest`: the images per source the run trained on),
 so it works the same with a local store and with a ZenML server. Exit code 1 when there is no
 run to summarise.
 """
@@ -51,6 +52,8 @@ def run_markdown(run: Any) -> str:
         lines.append("")
         for check in decision.get("checks", []):
             mark = "✅" if check.get("passed") else "❌"
+            if check.get("ran") is False:
+                mark += " ⚠️ not run:"
             lines.append(f"- {mark} {check.get('detail', check.get('name', ''))}")
     if metrics:
         low, high = metrics.get("weighted_f1_ci", (float("nan"), float("nan")))
@@ -60,6 +63,11 @@ def run_markdown(run: Any) -> str:
             f"{metrics.get('n', '?')} images): weighted F1 {_num(metrics.get('weighted_f1'))} "
             f"[{low:.4f}, {high:.4f}]",
         ]
+    manifest = _output(run, "load_data", "manifest")
+    if manifest is not None and "source" in manifest.columns:
+        counts = manifest["source"].value_counts()
+        seen = ", ".join(f"{name} {count}" for name, count in counts.items())
+        lines += ["", f"Data: {len(manifest)} images by source: {seen}"]
     if leaderboard:
         lines += ["", "| backbone | val weighted F1 | min class recall |", "|---|---|---|"]
         for row in leaderboard:
