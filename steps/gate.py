@@ -12,7 +12,11 @@ import pandas as pd
 from zenml import log_metadata, step
 from zenml.logger import get_logger
 
-from braintumor.constants import ARTIFACT_BEST_MODEL, ARTIFACT_DECISION, CLASS_NAMES
+from braintumor.constants import (
+    ARTIFACT_BEST_MODEL,
+    ARTIFACT_DECISION,
+    ARTIFACT_TEST_METRICS,
+)
 from braintumor.evaluation.calibration import calibrate
 from braintumor.evaluation.metrics import mcnemar, paired_bootstrap_delta, weighted_f1
 from braintumor.preprocessing import PreprocessSpec
@@ -24,6 +28,7 @@ from braintumor.promotion import (
     effective_policy,
 )
 from braintumor.run_config import RunConfig
+from braintumor.tasks import common_view, task_of
 from braintumor.training.dataset import label_indices, load_images
 from braintumor.training.trainer import predict_proba
 from steps.materializers import ImageFolder
@@ -32,11 +37,16 @@ from steps.registry import model_version_in_stage
 logger = get_logger(__name__)
 
 
-def compare_with_production(production, images: ImageFolder, test_predictions: pd.DataFrame):
+def compare_with_production(
+    production, images: ImageFolder, test_predictions: pd.DataFrame, class_names
+):
     """Re-score `production` on the candidate's test images and compare the two, image by image,
-    with the candidate's `test_predictions` (paired bootstrap and McNemar)."""
-    y = label_indices(test_predictions["label"].tolist())
-    candidate_probs = test_predictions[[f"p_{n}" for n in CLASS_NAMES]].to_numpy(np.float64)
+    with the candidate's `test_predictions` (paired bootstrap and McNemar). When the two
+    answer different classes (a binary candidate, a four-class production model or the other
+    way round), both are compared in the binary view: tumour vs no tumour."""
+    names = tuple(class_names)
+    candidate_probs = test_predictions[[f"p_{n}" for n in names]].to_numpy(np.float64)
+    incumbent_names = tuple(production.get_artifact(ARTIFACT_TEST_METRICS).load()["class_names"])
     metadata = production.run_metadata
     spec = PreprocessSpec.from_dict(dict(metadata["preprocessing"]))
     model = production.get_artifact(ARTIFACT_BEST_MODEL).load()
@@ -45,15 +55,19 @@ def compare_with_production(production, images: ImageFolder, test_predictions: p
         predict_proba(model, load_images(paths, images.path, spec)),
         float(metadata.get("temperature", 1.0)),
     )
+    view = f"; as tumour vs no tumour (production is {task_of(incumbent_names)})"
+    view = "" if incumbent_names == names else view
+    candidate_probs, probs, names = common_view(candidate_probs, names, probs, incumbent_names)
+    y = label_indices(test_predictions["label"].tolist(), names)
     paired = paired_bootstrap_delta(y, candidate_probs, probs)
     exact = mcnemar(y, candidate_probs.argmax(axis=1), probs.argmax(axis=1))
     comparison = IncumbentComparison(
         version=str(production.number),
-        weighted_f1=weighted_f1(y, probs.argmax(axis=1), len(CLASS_NAMES)),
+        weighted_f1=weighted_f1(y, probs.argmax(axis=1), len(names)),
         delta=paired.delta,
         delta_ci=paired.ci,
         p_value=paired.p_value,
-        test=f"paired bootstrap; McNemar p={exact.p_value:.3g}",
+        test=f"paired bootstrap; McNemar p={exact.p_value:.3g}{view}",
     )
     return comparison, {
         "mcnemar_p_value": exact.p_value,
@@ -83,6 +97,7 @@ def gate(
         source=policy_source,
     )
     candidate = CandidateScores.from_metrics(test_metrics)
+    class_names = tuple(test_metrics["class_names"])  # min_class_recall holds for each
     production = model_version_in_stage("production")
     found = str(production.id) if production else "none"
     if found != production_version:
@@ -92,9 +107,11 @@ def gate(
         )
     incumbent, tests = None, {}
     if production is not None:
-        incumbent, tests = compare_with_production(production, images, test_predictions)
+        incumbent, tests = compare_with_production(
+            production, images, test_predictions, class_names
+        )
     decision = decide_promotion(
-        candidate, incumbent, policy, CLASS_NAMES, settings.promote_to
+        candidate, incumbent, policy, class_names, settings.promote_to
     ).to_dict()
     decision.update(
         incumbent_version=incumbent.version if incumbent else None,
