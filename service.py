@@ -132,7 +132,8 @@ def _rejection(exc: UploadRejected) -> JSONResponse:
 )
 @bentoml.asgi_app(make_web_app(_current_metadata), path="/")
 class BrainTumorClassifier:
-    """Classifies MRI slices into glioma, meningioma, no tumour or pituitary tumour."""
+    """Classifies MRI slices into the classes of the model it serves (its card's task:
+    glioma, meningioma, no tumour or pituitary tumour; or tumour vs no tumour)."""
 
     model_ref = bentoml.models.BentoModel(CONFIG.model_tag)
 

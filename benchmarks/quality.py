@@ -7,15 +7,26 @@ integrity step), keeps the epoch with the best `val` loss, and scores `test`:
   left comes mostly from other sources, so its per-class recall measures generalisation.
 
 Writes `benchmarks/results/quality.json`: per protocol the weighted F1 with its bootstrap 95%
-CI, macro F1, accuracy, balanced accuracy, per-class recall, confusion matrix, training
-seconds, epochs, the config, the git commit and the machine.
+CI, macro F1, accuracy, balanced accuracy, per-class recall, confusion matrix, tumour vs no
+tumour sensitivity and specificity (`tumour_vs_none`: for a four-class model its binary view,
+tumour probability 1 - P(notumor) > 0.5), training seconds, epochs, the config, the git commit
+and the machine.
 
     python benchmarks/quality.py --data-root data/raw \\
         --splits-resplit data/audit_resplit/splits.csv \\
         --splits-official data/audit_official/splits.csv
 
 The config is the training block of configs/cpu.yaml; `--config other.yaml` and
-`--set key.sub=<json>` override it.
+`--set key.sub=<json>` override it. The binary model (`--config configs/binary.yaml`, tumour
+vs no tumour) next to the four-class model's binary view on the same test images:
+
+    python benchmarks/quality.py --config configs/binary.yaml \\
+        --out benchmarks/results/quality_binary.json \\
+        --compare-with benchmarks/results/quality.json --splits-resplit ... --splits-official ...
+
+`--compare-with` reads that report's saved test probabilities (`<report>_<protocol>_test_
+probs.npy`, made on the same splits file) and records their binary view as
+`four_class_binary_view` next to this model's figures.
 """
 
 from __future__ import annotations
@@ -38,14 +49,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from braintumor.constants import (  # noqa: E402
+    BINARY_CLASS_NAMES,
     CLASS_NAMES,
+    NO_TUMOUR,
     PROTOCOL_LEAVE_SOURCE_OUT,
     PROTOCOLS,
+    TASK_FOUR_CLASS,
 )
-from braintumor.evaluation.metrics import evaluate, evaluate_by_group  # noqa: E402
+from braintumor.evaluation.metrics import evaluate, evaluate_by_group, tumour_vs_none  # noqa: E402
 from braintumor.lineage import git_commit  # noqa: E402
+from braintumor.tasks import binary_probs  # noqa: E402
 from braintumor.training.config import TrainingConfig  # noqa: E402
-from braintumor.training.dataset import load_split_arrays  # noqa: E402
+from braintumor.training.dataset import label_indices, load_split_arrays  # noqa: E402
 from braintumor.training.trainer import (  # noqa: E402
     BF16_CPU_FLAGS,
     EpochReport,
@@ -112,15 +127,19 @@ def run_protocol(
     out: Path,
     model_dir: Path | None = None,
     trained_model: Path | None = None,
+    four_class_probs: Path | None = None,
     name: str | None = None,
 ) -> dict[str, Any]:
     """Train on the protocol's `train` rows and score `val` and `test`; with `trained_model`
-    (a saved .keras file), score that model instead of training one. `name` (default: the
-    protocol) names the test probabilities file."""
+    (a saved .keras file), score that model instead of training one. `four_class_probs`: a
+    four-class model's saved test probabilities on the same splits, whose binary view is
+    recorded next to this model's figures. `name` (default: the protocol) names the test
+    probabilities file."""
     name = name or protocol
     splits = pd.read_csv(splits_path, dtype={"path": str, "label": str, "split": str})
     start = time.perf_counter()
-    data = load_split_arrays(splits, data_root, config.preprocess_spec())
+    names = config.class_names
+    data = load_split_arrays(splits, data_root, config.preprocess_spec(), class_names=names)
     load_seconds = time.perf_counter() - start
     log.info(
         "%s: %d train / %d val / %d test images loaded in %.0fs",
@@ -153,13 +172,15 @@ def run_protocol(
     else:
         result = train_model(config, data, progress=progress)
         model = result.model
-    validation = validation_figures(data.val.x, data.val.y, predict_proba(model, data.val.x))
+    validation = validation_figures(data.val.x, data.val.y, predict_proba(model, data.val.x), names)
     probs = predict_proba(model, data.test.x)
-    metrics = evaluate(data.test.y, probs, CLASS_NAMES, n_boot=2000, seed=config.seed)
+    metrics = evaluate(data.test.y, probs, names, n_boot=2000, seed=config.seed)
     tested = splits[(splits["status"] == "kept") & (splits["split"] == "test")]
     source_of = tested.drop_duplicates("path").set_index("path").get("source")
     figures = {
         "protocol": protocol,
+        "task": config.task,
+        "class_names": list(names),
         "weighted_f1": metrics["weighted_f1"],
         "weighted_f1_ci95": metrics["weighted_f1_ci"],
         "macro_f1": metrics["macro_f1"],
@@ -168,6 +189,7 @@ def run_protocol(
         "per_class_recall": {n: m["recall"] for n, m in metrics["per_class"].items()},
         "per_class": metrics["per_class"],
         "confusion_matrix": metrics["confusion_matrix"],
+        "tumour_vs_none": metrics["tumour_vs_none"],
         "roc_auc_macro": metrics["roc_auc_macro"],
         "ece": metrics["ece"],
         "test_images": metrics["n"],
@@ -179,7 +201,11 @@ def run_protocol(
     if source_of is not None:  # per source, next to the pooled figures
         sources = source_of.reindex(data.test.paths).astype(str).to_numpy()
         figures["test_sources"] = sorted(set(sources))
-        figures["by_source"] = evaluate_by_group(data.test.y, probs, CLASS_NAMES, sources)
+        figures["by_source"] = evaluate_by_group(data.test.y, probs, names, sources)
+    if four_class_probs is not None:
+        figures["four_class_binary_view"] = four_class_binary_view(
+            four_class_probs, data.test.y, names
+        )
     if result is None:
         return {
             **figures,
@@ -203,13 +229,52 @@ def run_protocol(
     }
 
 
-def validation_figures(x: np.ndarray, y: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+def four_class_binary_view(
+    probs_path: Path, y: np.ndarray, class_names: tuple[str, ...]
+) -> dict[str, Any]:
+    """The binary view (tumour vs no tumour) of a four-class model's saved test probabilities,
+    scored on this run's test labels `y` (indices among `class_names`, same images, same
+    order)."""
+    probs = np.load(probs_path)
+    if probs.shape != (len(y), len(CLASS_NAMES)):
+        raise ValueError(
+            f"{probs_path} holds {probs.shape} probabilities, not {len(y)} test images x "
+            f"{len(CLASS_NAMES)} classes: was it made on another splits file?"
+        )
+    binary_y = label_indices(np.asarray(class_names)[y].tolist(), BINARY_CLASS_NAMES)
+    view = tumour_vs_none(binary_y, binary_probs(probs, CLASS_NAMES), BINARY_CLASS_NAMES)
+    return {**view, "test_probs": str(probs_path)}
+
+
+def comparison_probs(report_path: Path, protocol: str, splits_path: Path) -> Path:
+    """The saved test probabilities of a four-class quality report for `protocol`, checked to
+    come from the same splits file (so the same test images, in the same order)."""
+    report = json.loads(report_path.read_text())
+    if report.get("config", {}).get("task", TASK_FOUR_CLASS) != TASK_FOUR_CLASS:
+        raise ValueError(f"{report_path} is not a four-class model's report")
+    figures = report.get("protocols", {}).get(protocol)
+    if figures is None:
+        raise ValueError(f"{report_path} has no {protocol} figures")
+    if figures.get("splits_sha256") != file_digest(splits_path):
+        raise ValueError(
+            f"{report_path}'s {protocol} figures were made on another splits file than "
+            f"{splits_path}: the test images would differ"
+        )
+    probs = report_path.with_name(f"{report_path.stem}_{protocol}_test_probs.npy")
+    if not probs.is_file():
+        raise ValueError(f"{probs} is missing: the four-class test probabilities are needed")
+    return probs
+
+
+def validation_figures(
+    x: np.ndarray, y: np.ndarray, probs: np.ndarray, class_names: tuple[str, ...] = CLASS_NAMES
+) -> dict[str, Any]:
     """What a recipe may be chosen on: the validation split's figures, overall and per
     appearance group (the audit's sequence-type proxy). `tumour_sensitivity` per group shows
     the sequence shortcut: tumours that look like the "no tumour" images' sequence."""
-    metrics = evaluate(y, probs, CLASS_NAMES, n_boot=200)
+    metrics = evaluate(y, probs, class_names, n_boot=200)
     groups = appearance_groups(x)
-    notumor = CLASS_NAMES.index("notumor")
+    notumor = class_names.index(NO_TUMOUR)
     predicted = probs.argmax(axis=1)
     per_group = {}
     for group in sorted(set(groups)):
@@ -232,6 +297,7 @@ def validation_figures(x: np.ndarray, y: np.ndarray, probs: np.ndarray) -> dict[
         "weighted_f1": metrics["weighted_f1"],
         "macro_f1": metrics["macro_f1"],
         "per_class_recall": {n: m["recall"] for n, m in metrics["per_class"].items()},
+        "tumour_vs_none": metrics["tumour_vs_none"],
         "ece": metrics["ece"],
         "images": metrics["n"],
         "per_appearance_group": per_group,
@@ -259,6 +325,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="score this saved .keras model (trained on the given splits) instead of training",
     )
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        help="a four-class quality report made on the same splits: record its model's binary "
+        "view (tumour vs no tumour) next to this model's figures",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
@@ -279,6 +351,14 @@ def main(argv: list[str] | None = None) -> int:
             "give --splits-resplit, --splits-official and/or --splits-leave-source-out "
             "(leakage-free splits.csv)"
         )
+    compared: dict[str, Path] = {}
+    if args.compare_with:
+        try:  # before an hour of training, not after
+            for protocol, path in chosen.items():
+                if path is not None:
+                    compared[protocol] = comparison_probs(args.compare_with, protocol, path)
+        except (OSError, ValueError) as exc:
+            parser.error(f"--compare-with: {exc}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "benchmark": "quality",
@@ -287,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "profile": str(args.config or CPU_PROFILE_FILE.relative_to(REPO)),
+        "task": config.task,
         "config": config.model_dump(mode="json"),
         "git_commit": git_commit(REPO),
         "machine": machine(),
@@ -309,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out,
             args.save_models,
             args.score_model,
+            compared.get(protocol),
         )
         # Per protocol too: a file can hold one protocol kept from an earlier run.
         report["protocols"][protocol]["git_commit"] = report["git_commit"]
@@ -325,6 +407,13 @@ def main(argv: list[str] | None = None) -> int:
             {k: round(v, 3) for k, v in summary["per_class_recall"].items()},
             summary.get("training_seconds", 0.0),
         )
+        log.info("%s: tumour vs no tumour %s", protocol, summary["tumour_vs_none"])
+        if "four_class_binary_view" in summary:
+            log.info(
+                "%s: the four-class model's binary view %s",
+                protocol,
+                {k: summary["four_class_binary_view"][k] for k in ("sensitivity", "specificity")},
+            )
     log.info("figures written to %s", args.out)
     return 0
 

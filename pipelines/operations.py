@@ -23,7 +23,6 @@ from braintumor.constants import (
     ARTIFACT_OOD_DETECTOR,
     ARTIFACT_SPLITS,
     ARTIFACT_TEST_PREDICTIONS,
-    CLASS_NAMES,
     MODEL_NAME,
 )
 from braintumor.lineage import git_commit
@@ -82,6 +81,7 @@ def promote_to_production(
         )
     test_metrics = _run_artifact(candidate_version, "test_metrics")
     candidate = CandidateScores.from_metrics(test_metrics)
+    class_names = tuple(test_metrics["class_names"])
     production = model_version_in_stage("production")
     if production is not None and production.id == candidate_version.id:
         raise PromotionError(f"version {version} is already in production")
@@ -91,9 +91,14 @@ def promote_to_production(
         predictions = _run_artifact(candidate_version, ARTIFACT_TEST_PREDICTIONS)
         splits = _run_artifact(candidate_version, ARTIFACT_SPLITS)
         incumbent, _ = compare_with_production(
-            production, images, predictions, splits, gate_policy.policy.min_comparison_images
+            production,
+            images,
+            predictions,
+            splits,
+            gate_policy.policy.min_comparison_images,
+            class_names,
         )
-    decision = decide_promotion(candidate, incumbent, gate_policy, CLASS_NAMES, "production")
+    decision = decide_promotion(candidate, incumbent, gate_policy, class_names, "production")
     if decision.passed and not dry_run:
         record = {**decision.to_dict(), "git_commit": git_commit(), "at": now_iso()}
         set_stage(candidate_version, "production", {"promotion_recheck": record})
@@ -170,7 +175,7 @@ def package_version(
     images = _run_artifact(model_version, "raw_images")
     rows = select_split(_run_artifact(model_version, "splits"), VAL)
     parity = load_images(rows["path"].tolist(), images.path, card.spec).astype("float32")
-    labels = label_indices(rows["label"].tolist())
+    labels = label_indices(rows["label"].tolist(), card.class_names)
     guard = None
     guard_card = model_version.get_artifact(ARTIFACT_GUARD)
     detector = model_version.get_artifact(ARTIFACT_OOD_DETECTOR)

@@ -43,7 +43,8 @@ from steps.train_backbone import train_backbone
 
 MODEL = Model(
     name=MODEL_NAME,
-    description="Brain-tumour MRI slice classifier (glioma, meningioma, no tumour, pituitary).",
+    description="Brain-tumour MRI slice classifier (glioma, meningioma, no tumour, pituitary; "
+    "or tumour vs no tumour with `training.task: binary`).",
     license="Apache-2.0",
     tags=["mri", "classification", "keras"],
 )

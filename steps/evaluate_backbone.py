@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from zenml import log_metadata, step
 
-from braintumor.constants import CLASS_NAMES, VAL
+from braintumor.constants import VAL
 from braintumor.evaluation.metrics import evaluate
 from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import label_indices, load_images, select_split
@@ -47,9 +47,9 @@ def evaluate_backbone(
     training = TrainingConfig(**config)
     rows = select_split(splits, VAL)
     x = load_images(rows["path"].tolist(), images.path, training.preprocess_spec())
-    y = label_indices(rows["label"].tolist())
+    y = label_indices(rows["label"].tolist(), training.class_names)
     probs = predict_proba(model, x)
-    metrics = evaluate(y, probs, CLASS_NAMES)
+    metrics = evaluate(y, probs, training.class_names)
     metrics.update(
         backbone=training.backbone,
         split=VAL,

@@ -15,7 +15,6 @@ from braintumor.constants import (
     ARTIFACT_BEST_MODEL,
     ARTIFACT_TEST_METRICS,
     ARTIFACT_TEST_PREDICTIONS,
-    CLASS_NAMES,
     TEST,
     VAL,
 )
@@ -28,12 +27,12 @@ from steps.materializers import ImageFolder
 from steps.registry import this_run_output
 
 
-def _split_probs(model, images: ImageFolder, splits, name: str, spec) -> tuple:
+def _split_probs(model, images: ImageFolder, splits, name: str, spec, class_names) -> tuple:
     rows = select_split(splits, name)
     if rows.empty:
         raise DatasetError(f"the {name} split is empty: nothing to evaluate the winner on")
     x = load_images(rows["path"].tolist(), images.path, spec)
-    return rows, label_indices(rows["label"].tolist()), predict_proba(model, x)
+    return rows, label_indices(rows["label"].tolist(), class_names), predict_proba(model, x)
 
 
 @step
@@ -52,43 +51,49 @@ def evaluate_winner(
 ]:
     """Test metrics of the winner; `best_model` is the model every version is served from."""
     config = RunConfig(**run).training_config(winner, clahe)
-    spec = config.preprocess_spec()
+    spec, names = config.preprocess_spec(), config.class_names
     model = this_run_output(f"train_{winner}", f"model_{winner}")
-    _, y_val, val_probs = _split_probs(model, images, splits, VAL, spec)
+    _, y_val, val_probs = _split_probs(model, images, splits, VAL, spec, names)
     temperature = fit_temperature(val_probs, y_val)
-    rows, y, raw = _split_probs(model, images, splits, TEST, spec)
+    rows, y, raw = _split_probs(model, images, splits, TEST, spec, names)
     probs = calibrate(raw, temperature)
-    metrics = evaluate(y, probs, CLASS_NAMES)
+    metrics = evaluate(y, probs, names)
     metrics.update(
         backbone=winner,
         split=TEST,
+        task=config.task,
         protocol=str(splits["protocol"].iloc[0]),
         temperature=temperature,
         ece_uncalibrated=expected_calibration_error(y, raw),
     )
     if "source" in rows.columns:  # per source, next to the pooled figures above
-        metrics["by_source"] = evaluate_by_group(y, probs, CLASS_NAMES, rows["source"])
+        metrics["by_source"] = evaluate_by_group(y, probs, names, rows["source"])
     predictions = pd.DataFrame(
         {
             "path": rows["path"].to_numpy(),
-            "label": rows["label"].to_numpy(),
-            "predicted": np.asarray(CLASS_NAMES)[probs.argmax(axis=1)],
+            "label": rows["label"].to_numpy(),  # the data's four classes, for both tasks
+            "predicted": np.asarray(names)[probs.argmax(axis=1)],
             "confidence": probs.max(axis=1),
         }
     )
     if "source" in rows.columns:
         predictions["source"] = rows["source"].to_numpy()
-    for index, name in enumerate(CLASS_NAMES):
+    for index, name in enumerate(names):
         predictions[f"p_{name}"] = probs[:, index]
     log_metadata(
         metadata={
             "backbone": winner,
+            "task": config.task,
+            "class_names": list(names),
             "test_weighted_f1": metrics["weighted_f1"],
             "test_weighted_f1_ci": metrics["weighted_f1_ci"],
             "test_class_recall": {n: v["recall"] for n, v in metrics["per_class"].items()},
             "test_by_source": {
                 source: {"weighted_f1": figures["weighted_f1"], "images": figures["n"]}
                 for source, figures in (metrics.get("by_source") or {}).items()
+            },
+            "test_tumour_vs_none": {  # None where the test split lacks one side
+                k: v for k, v in metrics["tumour_vs_none"].items() if v is not None
             },
             "temperature": temperature,
             "preprocessing": spec.to_dict(),

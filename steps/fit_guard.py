@@ -13,7 +13,6 @@ from braintumor.constants import (
     ARTIFACT_ANSWER_REFERENCE,
     ARTIFACT_GUARD,
     ARTIFACT_OOD_DETECTOR,
-    CLASS_NAMES,
 )
 from braintumor.guard.fit import fit_model_guard
 from braintumor.guard.ood import OodDetector
@@ -38,13 +37,14 @@ def fit_guard(
     """The guard of `best_model`; never reads the test split."""
     run_config = RunConfig(**run)
     config = run_config.guard
+    training = run_config.training_config(winner, clahe)
     fitted = fit_model_guard(
         best_model,
         images.path,
         splits,
-        run_config.training_config(winner, clahe).preprocess_spec(),
+        training.preprocess_spec(),
         temperature=float(test_metrics["temperature"]),
-        class_names=CLASS_NAMES,
+        class_names=training.class_names,
         review_threshold=config.review_threshold,
         settings=config.settings(),
     )

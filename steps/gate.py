@@ -17,7 +17,7 @@ from braintumor.constants import (
     ARTIFACT_BEST_MODEL,
     ARTIFACT_DECISION,
     ARTIFACT_SPLITS,
-    CLASS_NAMES,
+    ARTIFACT_TEST_METRICS,
 )
 from braintumor.evaluation.calibration import calibrate
 from braintumor.evaluation.metrics import mcnemar, paired_bootstrap_delta, weighted_f1
@@ -32,6 +32,7 @@ from braintumor.promotion import (
     effective_policy,
 )
 from braintumor.run_config import RunConfig
+from braintumor.tasks import common_view, task_of
 from braintumor.training.dataset import label_indices, load_images
 from braintumor.training.trainer import predict_proba
 from steps.materializers import ImageFolder
@@ -46,11 +47,14 @@ def compare_with_production(
     test_predictions: pd.DataFrame,
     splits: pd.DataFrame,
     min_images: int,
+    class_names,
 ) -> tuple[IncumbentComparison | NotCompared, dict[str, Any]]:
     """Re-score `production` on the candidate's test images that neither model trained on
     (production's recorded split, copies included, via the candidate's `splits`) and compare
     the two image by image (paired bootstrap and McNemar); `NotCompared` when fewer than
-    `min_images` are left or production has no recorded split."""
+    `min_images` are left or production has no recorded split. When the two answer different
+    classes (a binary candidate, a four-class production model or the other way round), both
+    are compared in the binary view: tumour vs no tumour."""
     version = str(production.number)
     recorded = production.get_artifact(ARTIFACT_SPLITS)
     if recorded is None:
@@ -66,8 +70,9 @@ def compare_with_production(
             f"copies of them); the policy needs {min_images} (gate.min_comparison_images)"
         )
         return NotCompared(version, len(compared), reason), {"comparison_images": len(compared)}
-    y = label_indices(compared["label"].tolist())
-    candidate_probs = compared[[f"p_{n}" for n in CLASS_NAMES]].to_numpy(np.float64)
+    names = tuple(class_names)
+    candidate_probs = compared[[f"p_{n}" for n in names]].to_numpy(np.float64)
+    incumbent_names = tuple(production.get_artifact(ARTIFACT_TEST_METRICS).load()["class_names"])
     metadata = production.run_metadata
     spec = PreprocessSpec.from_dict(dict(metadata["preprocessing"]))
     model = production.get_artifact(ARTIFACT_BEST_MODEL).load()
@@ -75,15 +80,19 @@ def compare_with_production(
         predict_proba(model, load_images(compared["path"].tolist(), images.path, spec)),
         float(metadata.get("temperature", 1.0)),
     )
+    view = f"; as tumour vs no tumour (production is {task_of(incumbent_names)})"
+    view = "" if incumbent_names == names else view
+    candidate_probs, probs, names = common_view(candidate_probs, names, probs, incumbent_names)
+    y = label_indices(compared["label"].tolist(), names)
     paired = paired_bootstrap_delta(y, candidate_probs, probs)
     exact = mcnemar(y, candidate_probs.argmax(axis=1), probs.argmax(axis=1))
     comparison = IncumbentComparison(
         version=version,
-        weighted_f1=weighted_f1(y, probs.argmax(axis=1), len(CLASS_NAMES)),
+        weighted_f1=weighted_f1(y, probs.argmax(axis=1), len(names)),
         delta=paired.delta,
         delta_ci=paired.ci,
         p_value=paired.p_value,
-        test=f"paired bootstrap; McNemar p={exact.p_value:.3g}",
+        test=f"paired bootstrap; McNemar p={exact.p_value:.3g}{view}",
         images=len(compared),
         excluded=excluded,
     )
@@ -117,6 +126,7 @@ def gate(
         source=policy_source,
     )
     candidate = CandidateScores.from_metrics(test_metrics)
+    class_names = tuple(test_metrics["class_names"])  # min_class_recall holds for each
     production = model_version_in_stage("production")
     found = str(production.id) if production else "none"
     if found != production_version:
@@ -127,10 +137,15 @@ def gate(
     incumbent, tests = None, {}
     if production is not None:
         incumbent, tests = compare_with_production(
-            production, images, test_predictions, splits, policy.policy.min_comparison_images
+            production,
+            images,
+            test_predictions,
+            splits,
+            policy.policy.min_comparison_images,
+            class_names,
         )
     decision = decide_promotion(
-        candidate, incumbent, policy, CLASS_NAMES, settings.promote_to
+        candidate, incumbent, policy, class_names, settings.promote_to
     ).to_dict()
     decision.update(
         incumbent_version=incumbent.version if incumbent else None,

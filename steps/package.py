@@ -50,7 +50,7 @@ def package(
     # Validation images (never test ones) check the ONNX and int8 runtimes against Keras.
     rows = select_split(splits, VAL)
     parity = load_images(rows["path"].tolist(), images.path, card.spec).astype("float32")
-    labels = label_indices(rows["label"].tolist())
+    labels = label_indices(rows["label"].tolist(), card.class_names)
     model_tag, bento_tag = package_model(
         best_model,
         card,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import pandas as pd
 from zenml import log_metadata, step
 
-from braintumor.constants import CLASS_NAMES, TRAIN
+from braintumor.constants import TRAIN
 from braintumor.run_config import RunConfig
 from braintumor.training.balancing import describe_plan
 from braintumor.training.dataset import label_indices, select_split
@@ -20,12 +20,16 @@ def plan_balance(splits: pd.DataFrame, run: dict[str, Any]) -> Annotated[dict, "
     Fails the run early when a strategy cannot work on this split.
     """
     config = RunConfig(**run)
-    labels = label_indices(select_split(splits, TRAIN)["label"].tolist())
+    labels = select_split(splits, TRAIN)["label"].tolist()
     plans = {}
     for backbone in config.backbones:
-        balancing = config.training_config(backbone).balancing
+        training = config.training_config(backbone)
+        balancing = training.balancing
         plans[backbone] = describe_plan(
-            labels, CLASS_NAMES, balancing.strategy, balancing.target_ratio
+            label_indices(labels, training.class_names),
+            training.class_names,
+            balancing.strategy,
+            balancing.target_ratio,
         )
         plans[backbone]["focal_loss"] = (
             balancing.focal.model_dump() if balancing.focal.enabled else None

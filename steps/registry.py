@@ -94,6 +94,9 @@ def flat_metrics(test_metrics: dict[str, Any]) -> dict[str, float]:
     for name, values in test_metrics["per_class"].items():
         if values["support"]:
             metrics[f"recall_{name}"] = float(values["recall"])
+    for name, value in (test_metrics.get("tumour_vs_none") or {}).items():
+        if name in ("sensitivity", "specificity") and value is not None:
+            metrics[f"tumour_{name}"] = float(value)
     return metrics
 
 
@@ -110,6 +113,7 @@ def source_metrics(test_metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
 def model_card(model_version: ModelVersionResponse, stage: str | None = None):
     """The serving model card of a ZenML model version, from what its run recorded."""
     from braintumor.serving.metadata import ModelCard
+    from braintumor.tasks import task_of
 
     test_artifact = model_version.get_artifact("test_metrics")
     metadata = dict(model_version.run_metadata)
@@ -120,7 +124,10 @@ def model_card(model_version: ModelVersionResponse, stage: str | None = None):
         if producer.model_version is not None:
             metadata = {**producer.model_version.run_metadata, **metadata}
     test_metrics = test_artifact.load()
+    class_names = tuple(test_metrics["class_names"])
     return ModelCard(
+        task=task_of(class_names),
+        class_names=class_names,
         preprocessing=dict(metadata["preprocessing"]),
         backbone=str(metadata["backbone"]),
         model_version=str(model_version.number),

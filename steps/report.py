@@ -10,7 +10,7 @@ import pandas as pd
 from zenml import step
 from zenml.types import HTMLString
 
-from braintumor.constants import ARTIFACT_REPORT, CLASS_NAMES, TEST
+from braintumor.constants import ARTIFACT_REPORT, TEST
 from braintumor.evaluation import plots
 from braintumor.reporting import RunReport, build_gallery, figure_png, render_run_report
 from braintumor.run_config import RunConfig
@@ -37,14 +37,15 @@ def report(
 ) -> Annotated[HTMLString, ARTIFACT_REPORT]:
     config = RunConfig(**run)
     training = config.training_config(winner, clahe)
-    y = label_indices(test_predictions["label"].tolist())
-    probs = test_predictions[[f"p_{n}" for n in CLASS_NAMES]].to_numpy(np.float64)
+    names = tuple(test_metrics["class_names"])
+    y = label_indices(test_predictions["label"].tolist(), names)
+    probs = test_predictions[[f"p_{n}" for n in names]].to_numpy(np.float64)
     history = next(t["history"] for t in trainings if t["backbone"] == winner)
     figures = {
         "Confusion matrix (test)": plots.confusion_matrix_figure(
-            test_metrics["confusion_matrix"], CLASS_NAMES
+            test_metrics["confusion_matrix"], names
         ),
-        "ROC curves, one-vs-rest (test)": plots.roc_figure(y, probs, CLASS_NAMES),
+        "ROC curves, one-vs-rest (test)": plots.roc_figure(y, probs, names),
         "Reliability diagram (test, calibrated)": plots.reliability_figure(y, probs),
         "Training curves": plots.training_curves_figure(history),
     }
@@ -55,7 +56,7 @@ def report(
         x,
         y,
         probs,
-        CLASS_NAMES,
+        names,
         config.report.gradcam_correct_per_class,
         config.report.gradcam_wrong_per_class,
     )

@@ -37,10 +37,13 @@ def train_backbone(
 ]:
     """Train `config.backbone` on the split's train rows, early-stopped on its val rows."""
     training = TrainingConfig(**config)
-    data = load_split_arrays(splits, images.path, training.preprocess_spec())
+    data = load_split_arrays(
+        splits, images.path, training.preprocess_spec(), class_names=training.class_names
+    )
     result = train_model(training, data, progress=_log_epoch)
     summary = {
         "backbone": training.backbone,
+        "task": training.task,
         "seconds": round(result.seconds, 1),
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,

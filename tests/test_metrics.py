@@ -152,3 +152,41 @@ def test_metrics_by_source_are_the_metrics_of_each_source_subset() -> None:
     assert by_source["kaggle"]["n"] == 40
     with pytest.raises(MetricsError):
         evaluate_by_group(y, probs, NAMES, sources[:10])
+
+
+def test_binary_model_metrics_give_sensitivity_and_specificity() -> None:
+    from braintumor.constants import BINARY_CLASS_NAMES
+
+    rng = np.random.default_rng(3)
+    y = rng.choice(2, size=120, p=[0.3, 0.7])  # 0 notumor, 1 tumour
+    tumour = np.clip(0.5 + 0.35 * (2 * y - 1) + rng.normal(0, 0.25, 120), 0.01, 0.99)
+    probs = np.stack([1 - tumour, tumour], axis=1)
+    report = evaluate(y, probs, BINARY_CLASS_NAMES, n_boot=50)
+    pred = probs.argmax(axis=1)
+    binary = report["tumour_vs_none"]
+    assert binary["sensitivity"] == pytest.approx(skm.recall_score(y, pred, pos_label=1))
+    assert binary["specificity"] == pytest.approx(skm.recall_score(y, pred, pos_label=0))
+    # For a binary model they are its two classes' recall.
+    assert binary["sensitivity"] == report["per_class"]["tumour"]["recall"]
+    assert binary["specificity"] == report["per_class"]["notumor"]["recall"]
+    assert binary["roc_auc"] == pytest.approx(skm.roc_auc_score(y, tumour))
+    assert (binary["tumour_images"], binary["notumor_images"]) == ((y == 1).sum(), (y == 0).sum())
+    assert report["weighted_f1"] == pytest.approx(skm.f1_score(y, pred, average="weighted"))
+    assert set(report["per_class"]) == {"notumor", "tumour"}
+
+
+def test_four_class_binary_view_reads_one_minus_p_notumor() -> None:
+    # Image 0 is argmax notumor but its tumour probability is 0.6: called a tumour.
+    probs = np.array(
+        [[0.2, 0.2, 0.4, 0.2], [0.05, 0.05, 0.85, 0.05], [0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.6, 0.2]]
+    )
+    y = np.array([0, 2, 3, 2])  # glioma, notumor, pituitary, notumor
+    binary = evaluate(y, probs, NAMES, n_boot=20)["tumour_vs_none"]
+    assert binary["sensitivity"] == 1.0  # both tumours called
+    assert binary["specificity"] == 1.0  # both no-tumour images at P(tumour) <= 0.5
+    only_tumours = evaluate(y[[0, 2]], probs[[0, 2]], NAMES, n_boot=20)["tumour_vs_none"]
+    assert only_tumours["specificity"] is None and only_tumours["roc_auc"] is None
+    assert (
+        evaluate(np.array([0, 1]), np.eye(3)[:2], ("a", "b", "c"), n_boot=5)["tumour_vs_none"]
+        is None
+    )

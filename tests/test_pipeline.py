@@ -347,6 +347,55 @@ def test_rollback_restores_the_previous_production_version(first_run, staged) ->
     assert _production() == staged.model_version
 
 
+def test_a_binary_run_gates_both_classes_and_packages_a_binary_model(
+    first_run, data_dir, lenient, sample_dir, tmp_path
+) -> None:
+    """The smoke profile with `training.task: binary`: trained on the same splits, gated on
+    the recall of both classes, compared with the four-class production model as tumour vs no
+    tumour, packaged with a binary card the service's predictor answers from."""
+    import bentoml
+    from zenml.client import Client
+
+    from braintumor.preprocessing import load_and_preprocess
+    from braintumor.serving.metadata import ModelCard
+    from braintumor.serving.predictor import Predictor
+    from braintumor.serving.schemas import make_prediction
+    from pipelines.launch import launch_training
+
+    assert _production() is not None  # a four-class model, from the tests above
+    binary = {
+        "backbones": ["custom_cnn"],
+        "training": {"task": "binary"},
+        "package": {"build_bento": False},
+    }
+    outcome = launch_training(SMOKE, data_dir, lenient, overrides=binary, report_dir=tmp_path)
+    assert outcome.status == "completed" and outcome.stage == "staging"
+    metrics = outcome.test_metrics
+    assert metrics["task"] == "binary" and metrics["class_names"] == ["notumor", "tumour"]
+    assert metrics["tumour_vs_none"]["sensitivity"] == metrics["per_class"]["tumour"]["recall"]
+    checks = {check["name"]: check for check in outcome.decision["checks"]}
+    assert {"recall_notumor", "recall_tumour"} <= set(checks)
+    assert not any(name in checks for name in ("recall_glioma", "recall_pituitary"))
+    assert "as tumour vs no tumour (production is four_class)" in checks["no_regression"]["detail"]
+    metadata = Client().get_model_version(MODEL_NAME, outcome.model_version).run_metadata
+    assert metadata["task"] == "binary" and list(metadata["class_names"]) == ["notumor", "tumour"]
+
+    stored = bentoml.models.get(outcome.packaged["model_tag"])
+    card = ModelCard.from_metadata(stored.info.metadata)
+    assert card.task == "binary" and card.class_names == ("notumor", "tumour")
+    assert len(card.guard.conformal_thresholds) == 2
+    assert "tumour_sensitivity" in card.metrics
+    predictor = Predictor(stored.path, card)
+    image = sample_dir / "Testing" / "glioma_tumor" / "image(27).jpg"
+    probs = predictor.predict(load_and_preprocess(image, card.spec)[None])[0]
+    answer = make_prediction(probs, card.class_names, 0.6, card.model_version, "t", request_id="r")
+    assert list(answer.probabilities) == ["notumor", "tumour"]
+    assert answer.tumour_probability == pytest.approx(answer.probabilities["tumour"], abs=1e-6)
+    html = outcome.report_path.read_text()
+    assert "task <b>binary</b> (notumor, tumour)" in html and "tumour sensitivity" in html
+    assert "Grad-CAM" in html
+
+
 @pytest.mark.browser
 def test_the_dashboard_shows_the_run_dag_and_its_report(first_run) -> None:
     """`make dashboard` (pipelines/dashboard.py) in a real Chromium: the training run's DAG

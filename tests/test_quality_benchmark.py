@@ -6,15 +6,18 @@ import json
 from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 import pytest
 
 from tests.training_helpers import sample_splits_with_test
 
+BINARY = Path(__file__).resolve().parents[1] / "configs" / "binary.yaml"
+
 
 @pytest.mark.slow
 def test_quality_benchmark_writes_every_figure_per_protocol(
-    sample_dir: Path, tmp_path: Path
+    sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from benchmarks.quality import main
 
@@ -87,6 +90,52 @@ def test_quality_benchmark_writes_every_figure_per_protocol(
     )
     assert scored["validation"] == validation
     assert scored["weighted_f1"] == result["weighted_f1"]
+
+    # The binary profile on the same splits, next to the four-class model's binary view.
+    binary_out = tmp_path / "quality_binary.json"
+    code = main(
+        [
+            "--data-root", str(sample_dir),
+            "--splits-resplit", str(table),
+            "--out", str(binary_out),
+            "--config", str(BINARY),
+            "--compare-with", str(out),
+            "--set", 'preprocessing={"image_size": 32, "channels": 1}',
+            "--set", "epochs=1",
+            "--set", "cnn.filters=[8, 16]",
+            "--set", "augmentation.enabled=false",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    binary_report = json.loads(binary_out.read_text())
+    assert binary_report["task"] == "binary" and binary_report["config"]["task"] == "binary"
+    binary = binary_report["protocols"]["resplit"]
+    assert binary["class_names"] == ["notumor", "tumour"]
+    assert set(binary["per_class_recall"]) == {"notumor", "tumour"}
+    assert binary["test_images"] == result["test_images"]  # the same test images
+    own = binary["tumour_vs_none"]
+    assert own["sensitivity"] == binary["per_class_recall"]["tumour"]
+    assert own["specificity"] == binary["per_class_recall"]["notumor"]
+    # The four-class model's binary view, from its saved probabilities: P(tumour) > 0.5.
+    view = binary["four_class_binary_view"]
+    four = result["tumour_vs_none"]
+    assert (view["sensitivity"], view["specificity"]) == (four["sensitivity"], four["specificity"])
+    probs = np.load(tmp_path / "quality_resplit_test_probs.npy")
+    test = pd.read_csv(table).query("split == 'test'").sort_values("path")
+    tumour = (test["label"] != "notumor").to_numpy()
+    called = 1 - probs[:, 2] > 0.5
+    assert view["sensitivity"] == pytest.approx(called[tumour].mean())
+    assert view["specificity"] == pytest.approx((~called[~tumour]).mean())
+    assert view["tumour_images"] == tumour.sum() and view["notumor_images"] == (~tumour).sum()
+
+    # A four-class report of other splits cannot be compared: one line, before any training.
+    other = tmp_path / "other_splits.csv"
+    pd.read_csv(table).iloc[:-1].to_csv(other, index=False)
+    with pytest.raises(SystemExit) as refused:
+        main(["--splits-resplit", str(other), "--config", str(BINARY),
+              "--compare-with", str(out), "--out", str(tmp_path / "x.json")])  # fmt: skip
+    assert refused.value.code == 2
+    assert "made on another splits file" in capsys.readouterr().err
 
 
 def test_figures_of_another_config_are_not_kept_under_this_one() -> None:

@@ -6,6 +6,15 @@ from __future__ import annotations
 CLASS_NAMES: tuple[str, ...] = ("glioma", "meningioma", "notumor", "pituitary")
 NO_TUMOUR = "notumor"  # every other class is a tumour (the binary view: tumour vs none)
 
+# What a model is trained to answer (`training.task` of a run config): the four classes, or
+# tumour vs no tumour. The binary classes are derived from the four (`braintumor.tasks`): every
+# class but NO_TUMOUR is a TUMOUR. Splits always carry the four labels.
+TASK_FOUR_CLASS = "four_class"
+TASK_BINARY = "binary"
+TASKS = (TASK_FOUR_CLASS, TASK_BINARY)
+TUMOUR = "tumour"
+BINARY_CLASS_NAMES: tuple[str, ...] = (NO_TUMOUR, TUMOUR)  # softmax order of a binary model
+
 # Folder names seen in the wild, normalised to the canonical names (lower-cased keys).
 CLASS_ALIASES: dict[str, str] = {
     "glioma": "glioma",

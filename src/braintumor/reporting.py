@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+from braintumor.constants import TASK_FOUR_CLASS
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
 max-width:1200px;color:#1b1b1b;padding:0 1rem}
@@ -125,6 +127,11 @@ def _metrics_html(metrics: dict[str, Any]) -> str:
         ("expected calibration error", metrics.get("ece")),
         ("test images", metrics.get("n")),
     ]
+    binary = metrics.get("tumour_vs_none") or {}
+    headline += [  # for a four-class model: its binary view, tumour probability > 0.5
+        ("tumour sensitivity (tumour vs no tumour)", binary.get("sensitivity")),
+        ("tumour specificity (tumour vs no tumour)", binary.get("specificity")),
+    ]
     rows = "".join(
         f"<tr><td>{escape(k)}</td><td>{_cell(v)}</td></tr>" for k, v in headline if v is not None
     )
@@ -197,11 +204,14 @@ def render_run_report(report: RunReport) -> str:
         for caption, png in report.plots.items()
     )
     notes = "".join(f'<p class="note">{escape(n)}</p>' for n in report.notes)
+    task = report.test_metrics.get("task", TASK_FOUR_CLASS)
+    classes = [str(name) for name in report.test_metrics.get("class_names", [])]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(report.title)}</title>
 <style>{CSS}</style></head><body>
 <h1>{escape(report.title)}</h1>
-<p class="meta">evaluation protocol <b>{escape(report.protocol)}</b> · preprocessing
+<p class="meta">task <b>{escape(str(task))}</b> ({escape(", ".join(classes))}) ·
+evaluation protocol <b>{escape(report.protocol)}</b> · preprocessing
 <b>{escape(report.preprocessing)}</b> · data <code>{escape(report.data_hash)}</code> · code
 <code>{escape(report.git_commit)}</code></p>{notes}
 <h2>Gate decision</h2>{_decision_html(report.decision)}

@@ -130,9 +130,24 @@ class RunConfig(_Strict):
                     f"set {sorted(clahe) or 'backbone'} elsewhere: CLAHE parameters come from "
                     "params.yaml (clahe:), the backbone from `backbones`"
                 )
+        if any("task" in section for section in self.overrides.values()):
+            raise ValueError(
+                "set `task` under `training` for every backbone, not per backbone in "
+                "`overrides`: the backbones of one run are compared on the same classes"
+            )
         for backbone in self.backbones:
             self.training_config(backbone)  # raises with the field that is wrong
         return self
+
+    @property
+    def task(self) -> str:
+        """`four_class` or `binary` (`training.task`, the same for every backbone)."""
+        return self.training_config(self.backbones[0]).task
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The softmax order of every model this run trains."""
+        return self.training_config(self.backbones[0]).class_names
 
     def training_config(self, backbone: str, clahe: dict[str, Any] | None = None) -> TrainingConfig:
         """The merged TrainingConfig of one backbone (CLAHE settings from params.yaml)."""

@@ -101,3 +101,26 @@ def test_review_threshold_precedence_config_then_card_then_default():
     assert ServingConfig(review_threshold=0.9).threshold_for(card(review_threshold=0.7)) == 0.9
     with pytest.raises(ValueError, match="between 1/4"):
         ServingConfig(review_threshold=0.2).threshold_for(card())
+
+
+def test_card_says_the_task_and_its_classes():
+    four = card()
+    assert four.task == "four_class" and four.class_names == (
+        "glioma",
+        "meningioma",
+        "notumor",
+        "pituitary",
+    )
+    binary = card(task="binary")
+    assert binary.class_names == ("notumor", "tumour")  # the task's classes
+    assert ModelCard.from_metadata(binary.to_metadata()) == binary
+    assert binary.to_metadata()["task"] == "binary"
+    # A card written before the task existed reads as four-class.
+    old = {k: v for k, v in four.to_metadata().items() if k != "task"}
+    assert ModelCard.from_metadata(old).task == "four_class"
+    with pytest.raises(ValidationError, match="a binary model's class_names are"):
+        card(task="binary", class_names=("glioma", "notumor"))
+    with pytest.raises(ValidationError, match="a four_class model's class_names are"):
+        card(class_names=("notumor", "tumour"))
+    with pytest.raises(ValidationError, match="unknown task"):
+        card(task="three_class")

@@ -115,9 +115,10 @@ def model_dir_with(tmp_path, model, card: ModelCard, temperature: float = 1.0):
 
 
 def test_card_with_other_classes_than_the_model_is_refused(tmp_path, tiny_model, tiny_card):
-    three = tiny_card.model_copy(update={"class_names": ("glioma", "meningioma", "pituitary")})
-    folder = model_dir_with(tmp_path, tiny_model, three)
-    with pytest.raises(ModelLoadError, match="names 3 classes"):
+    # A binary card on the four-class model.
+    binary = tiny_card.model_copy(update={"task": "binary", "class_names": ("notumor", "tumour")})
+    folder = model_dir_with(tmp_path, tiny_model, binary)
+    with pytest.raises(ModelLoadError, match="names 2 classes"):
         Predictor(folder, read_card(folder))
 
 

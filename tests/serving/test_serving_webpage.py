@@ -51,6 +51,8 @@ def test_upload_shows_label_bars_review_flag_and_overlay(browser, served_bento, 
     assert len(bars) == 4
     assert page.get_attribute("#bars .bar.top", "data-class") == label
     assert page.text_content("#review").strip()
+    assert "Tumour probability" in page.text_content("#details")  # the binary view
+    assert "(four classes)" in page.text_content("#task")  # the model's classes, from /metadata
     page.wait_for_function(
         "['overlay', 'input-image'].every(id => {"
         " const img = document.getElementById(id); return img.complete && img.naturalWidth > 0 })"

@@ -2,7 +2,8 @@
 
 Weighted F1 is the headline (as in the research); `evaluate` adds macro F1, accuracy,
 balanced accuracy, per-class precision/recall/F1, the confusion matrix, one-vs-rest ROC AUC,
-the expected calibration error and a percentile-bootstrap 95% CI for weighted F1.
+the expected calibration error, a percentile-bootstrap 95% CI for weighted F1, and tumour vs
+no tumour sensitivity and specificity (for four-class and binary models alike).
 For the promotion gate, `paired_bootstrap_delta` and `mcnemar` compare two models on the same
 images. Metrics are computed from confusion matrices with NumPy (fast enough to bootstrap
 thousands of times); tests check them against scikit-learn.
@@ -14,6 +15,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from braintumor.constants import NO_TUMOUR
+from braintumor.tasks import tumour_probability
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
@@ -231,6 +235,37 @@ def mcnemar(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> McNem
     return McNemar(float(statistic), float(stats.chi2.sf(statistic, 1)), b, c, False)
 
 
+def tumour_vs_none(
+    y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str]
+) -> dict[str, Any] | None:
+    """The binary view of any model: tumour (any class but `notumor`) vs no tumour.
+
+    An image is called a tumour when its tumour probability, 1 - P(notumor) (what the service
+    answers as `tumour_probability`), is above 0.5; for a binary model that is its label.
+    Sensitivity: share of tumour images called tumour; specificity: share of no-tumour images
+    called no tumour (None without such images). None when the classes have no `notumor`.
+    """
+    if NO_TUMOUR not in class_names:
+        return None
+    y, p = check_inputs(y_true, probs, len(class_names))
+    tumour = y != list(class_names).index(NO_TUMOUR)
+    score = tumour_probability(p, class_names)
+    called = score > 0.5
+    auc = None
+    if tumour.any() and not tumour.all():
+        from sklearn.metrics import roc_auc_score
+
+        auc = float(roc_auc_score(tumour, score))
+    return {
+        "sensitivity": float(called[tumour].mean()) if tumour.any() else None,
+        "specificity": float((~called[~tumour]).mean()) if (~tumour).any() else None,
+        "tumour_images": int(tumour.sum()),
+        "notumor_images": int((~tumour).sum()),
+        "roc_auc": auc,
+        "threshold": 0.5,
+    }
+
+
 def evaluate(
     y_true: np.ndarray,
     probs: np.ndarray,
@@ -245,7 +280,8 @@ def evaluate(
     Keys: n, weighted_f1, weighted_f1_ci (95% bootstrap), macro_f1, accuracy,
     balanced_accuracy, per_class {name: precision, recall, f1, support, roc_auc},
     confusion_matrix (rows true, columns predicted), roc_auc_macro (over classes present),
-    ece, class_names.
+    ece, class_names, tumour_vs_none (`tumour_vs_none`: sensitivity and specificity of tumour
+    vs no tumour, for a four-class model its binary view).
     """
     k = len(class_names)
     y, p = check_inputs(y_true, probs, k)
@@ -280,6 +316,7 @@ def evaluate(
         "confusion_matrix": cm.tolist(),
         "roc_auc_macro": float(np.mean(present)) if present else None,
         "ece": expected_calibration_error(y, p, ece_bins),
+        "tumour_vs_none": tumour_vs_none(y, p, class_names),
     }
 
 

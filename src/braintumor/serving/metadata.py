@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from braintumor.constants import CLASS_NAMES
+from braintumor.constants import CLASS_NAMES, TASK_FOUR_CLASS
 from braintumor.guard.review import GuardCard
 from braintumor.preprocessing import PreprocessSpec
+from braintumor.tasks import task_class_names
 
 STAGES = ("none", "staging", "production", "archived")
 
@@ -24,7 +25,9 @@ class ModelCard(BaseModel):
     """Lineage and input contract of one packaged model version.
 
     Attributes:
-        class_names: Output order of the classifier's probabilities.
+        task: What the model answers: `four_class`, or `binary` (tumour vs no tumour).
+        class_names: Output order of the classifier's probabilities: the task's classes
+            (given or not, they must be those of `task`).
         preprocessing: `PreprocessSpec.to_dict()` of the spec the model was trained with.
         backbone: Registry name of the network (`custom_cnn`, `efficientnetb0`, ...).
         model_version: ZenML Model Control Plane version (name or number).
@@ -49,6 +52,7 @@ class ModelCard(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    task: Literal["four_class", "binary"] = TASK_FOUR_CLASS
     class_names: tuple[str, ...] = CLASS_NAMES
     preprocessing: dict[str, Any]
     backbone: str
@@ -107,6 +111,23 @@ class ModelCard(BaseModel):
         if not (value > 0 and math.isfinite(value)):
             raise ValueError(f"temperature must be a positive number, not {value}")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _classes_of_the_task(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "class_names" not in data and "task" in data:
+            return {**data, "class_names": task_class_names(data["task"])}
+        return data
+
+    @model_validator(mode="after")
+    def _task_matches_classes(self) -> ModelCard:
+        expected = task_class_names(self.task)
+        if tuple(self.class_names) != expected:
+            raise ValueError(
+                f"a {self.task} model's class_names are {list(expected)}, not "
+                f"{list(self.class_names)}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _threshold_in_range(self) -> ModelCard:

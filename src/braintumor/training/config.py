@@ -19,8 +19,10 @@ from pydantic import (
     model_validator,
 )
 
+from braintumor.constants import TASK_FOUR_CLASS
 from braintumor.models.specs import BACKBONE_INFO, IMAGENET, CnnSpec, HeadSpec
 from braintumor.preprocessing import PreprocessSpec
+from braintumor.tasks import task_class_names
 from braintumor.training.augment_spec import AugmentSpec
 
 
@@ -215,6 +217,9 @@ class ReduceLRConfig(_Strict):
 class TrainingConfig(_Strict):
     """One training run of one backbone."""
 
+    # What the model answers: the four classes, or tumour vs no tumour (binary: the splits'
+    # four labels are mapped by braintumor.tasks; the splits themselves are unchanged).
+    task: Literal["four_class", "binary"] = TASK_FOUR_CLASS
     backbone: str = "custom_cnn"
     weights: str | None = None  # "imagenet", null, or the path of a base weights file
     preprocessing: PreprocessingConfig = PreprocessingConfig()
@@ -281,6 +286,17 @@ class TrainingConfig(_Strict):
         if self.weights not in (None, IMAGENET) and not Path(self.weights).expanduser().is_file():
             raise ValueError(f"weights file {self.weights} not found")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_default_task(self, handler):
+        # Added after the profiles' models were trained: the four-class default stays out of
+        # the dump, so those configs (and their train steps' cache keys) are unchanged.
+        return _drop_while_off(handler(self), self.task != TASK_FOUR_CLASS, ("task",))
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The model's softmax order: the four classes, or (notumor, tumour)."""
+        return task_class_names(self.task)
 
     @property
     def pretrained(self) -> bool:

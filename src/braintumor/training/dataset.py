@@ -21,6 +21,7 @@ import pandas as pd
 from braintumor.constants import CLASS_NAMES, TEST, TRAIN, VAL
 from braintumor.imaging import ImageDecodeError, decode_image
 from braintumor.preprocessing import PreprocessSpec, preprocess_gray
+from braintumor.tasks import TaskError, task_labels
 
 SPLIT_COLUMNS = ("path", "label", "split", "status")
 KEPT = "kept"
@@ -62,6 +63,12 @@ class SplitArrays:
 
 
 def label_indices(labels: Sequence[str], class_names: Sequence[str] = CLASS_NAMES) -> np.ndarray:
+    """Each data label's index among a model's `class_names`; for a binary model the four
+    labels are mapped to tumour / no tumour first (`braintumor.tasks.task_labels`)."""
+    try:
+        labels = task_labels(labels, class_names)
+    except TaskError as exc:
+        raise DatasetError(str(exc)) from None
     lookup = {name: index for index, name in enumerate(class_names)}
     unknown = sorted(set(labels) - set(lookup))
     if unknown:

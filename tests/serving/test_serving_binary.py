@@ -1,0 +1,100 @@
+"""A binary model (tumour vs no tumour) served in-process: the service takes its classes from
+the card, answers two probabilities and `tumour_probability`, conformal sets of those two,
+Grad-CAM, and /metadata says the task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from braintumor.constants import BINARY_CLASS_NAMES
+from braintumor.preprocessing import load_and_preprocess
+from tests.serving.helpers import build_tiny_model, export_onnx, load_service, tiny_spec
+
+
+@pytest.fixture(scope="module")
+def binary_packaged(bentoml_home, sample_arrays, tmp_path_factory):
+    """A tiny two-class model trained on the sample's binary labels, with its guard fitted
+    as the pipeline fits it, in the model store under a binary card."""
+    import keras
+
+    from braintumor.constants import CLASS_NAMES
+    from braintumor.guard.fit import fit_guard, input_check_failures
+    from braintumor.models.export import serving_outputs
+    from braintumor.serving.metadata import ModelCard
+    from braintumor.serving.store import save_to_bentoml
+    from braintumor.training.dataset import label_indices
+
+    x, y4, paths = sample_arrays
+    y = label_indices([CLASS_NAMES[i] for i in y4], BINARY_CLASS_NAMES)
+    model = build_tiny_model(n_classes=2)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=4, batch_size=8, verbose=0)
+    train = np.array(["Training" in str(path) for path in paths])
+    out = serving_outputs(model, x)
+    guard, detector = fit_guard(
+        out["embedding"][train],
+        y[train],
+        out["embedding"][~train],
+        out["probabilities"][~train],
+        y[~train],
+        input_check_failures([p for p, t in zip(paths, train, strict=True) if not t]),
+        BINARY_CLASS_NAMES,
+        review_threshold=0.6,
+    )
+    card = ModelCard(
+        task="binary",
+        preprocessing=tiny_spec().to_dict(),
+        backbone="tiny_cnn",
+        model_version="11",
+        guard=guard,
+    )
+    onnx = export_onnx(model, tmp_path_factory.mktemp("binary-onnx") / "model.onnx")
+    tag = save_to_bentoml(model, card, onnx_path=onnx, detector=detector)
+    return tag, model
+
+
+@pytest.fixture(scope="module")
+def client(binary_packaged):
+    from starlette.testclient import TestClient
+
+    module = load_service({"BRAINTUMOR_MODEL_TAG": binary_packaged[0]})
+    with TestClient(module.BrainTumorClassifier.to_asgi()) as test_client:
+        yield test_client
+
+
+def test_binary_model_answers_two_classes_and_the_tumour_probability(
+    client, binary_packaged, sample_arrays
+):
+    tag, model = binary_packaged
+    _, _, paths = sample_arrays
+    for path in paths[::4]:
+        response = client.post("/predict", files={"image": (path.name, path.read_bytes())})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert list(body["probabilities"]) == ["notumor", "tumour"]
+        assert body["label"] in BINARY_CLASS_NAMES and body["model_tag"] == tag
+        assert body["tumour_probability"] == pytest.approx(body["probabilities"]["tumour"])
+        assert set(body["prediction_set"]) <= set(BINARY_CLASS_NAMES)
+        expected = np.asarray(model(load_and_preprocess(path, tiny_spec())[None]))[0]
+        np.testing.assert_allclose(
+            [body["probabilities"][n] for n in BINARY_CLASS_NAMES], expected, atol=2e-5
+        )
+
+
+def test_binary_model_explains_and_its_metadata_says_binary(client, sample_arrays):
+    _, _, paths = sample_arrays
+    response = client.post("/explain", files={"image": (paths[0].name, paths[0].read_bytes())})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["explained_class"] == body["label"] in BINARY_CLASS_NAMES
+    assert body["overlay_png"] and body["input_png"]
+    metadata = client.get("/metadata").json()
+    assert metadata["task"] == "binary" and metadata["class_names"] == ["notumor", "tumour"]
+    assert metadata["model_version"] == "11"
+    batch = client.post(
+        "/predict_batch",
+        files=[("images", (p.name, p.read_bytes())) for p in paths[:3]],
+    )
+    assert batch.status_code == 200, batch.text
+    assert [len(item["prediction"]["probabilities"]) for item in batch.json()] == [2, 2, 2]
