@@ -42,6 +42,13 @@ def _tuning_config(folder: Path) -> Path:
     return path
 
 
+def _latest_run(pipeline: str):
+    from zenml.client import Client
+
+    runs = Client().list_pipeline_runs(pipeline=pipeline, sort_by="desc:created", size=1)
+    return Client().get_pipeline_run(runs[0].id)
+
+
 def _input(step, name: str):
     artifact = step.inputs[name]
     return (artifact[0] if isinstance(artifact, list) else artifact).load()
@@ -58,18 +65,23 @@ def test_a_tuning_study_resumes_never_sees_the_test_split_and_yields_a_train_con
     best_path = tmp_path / "best.yaml"
     first = launch_tuning(config, 1, data_dir, PARAMS, out=best_path)
     assert first.status == "completed" and first.study["new_trials"] == 1
-    # Same study name and storage: the second session continues the first.
-    second = launch_tuning(config, 1, data_dir, PARAMS, out=best_path)
-    assert second.study["study_name"] == "tune-smoke" and second.study["new_trials"] == 1
-    assert [t["number"] for t in second.study["trials"]] == [0, 1]
-    assert [t["state"] for t in second.study["trials"]] == ["COMPLETE", "COMPLETE"]
-    assert second.study["trials"][0]["values"] != second.study["trials"][1]["values"]
+    # Same study name and storage: the second session (the command) continues the first.
+    args = ["--config", str(config), "--data", str(data_dir), "--params", str(PARAMS)]
+    result = CliRunner().invoke(app, ["tune", *args, "--trials", "1", "--out", str(best_path)])
+    assert result.exit_code == 0, result.output
+    assert f"best run config: {best_path}" in result.output
+    assert "1 new trial(s); best: trial" in result.output
+    run = _latest_run("tuning_pipeline")
+    second = run.steps["tune_trials"].outputs["study_summary"][0].load()
+    assert second["study_name"] == "tune-smoke" and second["new_trials"] == 1
+    assert [t["number"] for t in second["trials"]] == [0, 1]
+    assert [t["state"] for t in second["trials"]] == ["COMPLETE", "COMPLETE"]
+    assert second["trials"][0]["values"] != second["trials"][1]["values"]
     store = Path(str(Client().zen_store.config.url).removeprefix("sqlite:///"))
     assert (store.parent / STUDY_FILE).is_file()
-    assert second.study["storage"] == f"sqlite:///{store.parent / STUDY_FILE}"
+    assert second["storage"] == f"sqlite:///{store.parent / STUDY_FILE}"
 
     # The step that trains the trials gets the train/val rows and their images, nothing else.
-    run = Client().get_pipeline_run(second.run_name)
     step = run.steps["tune_trials"]
     assert set(step.inputs) == {"images", "rows"}
     splits = run.steps["split_data"].outputs["splits"][0].load()
@@ -82,9 +94,8 @@ def test_a_tuning_study_resumes_never_sees_the_test_split_and_yields_a_train_con
     assert files - {"manifest.csv", ".complete"} == set(rows["path"])
 
     # The best trial, as a run config that `braintumor train` validates and accepts.
-    best = second.study["best"]
-    assert best["value"] == max(t["value"] for t in second.study["trials"])
-    assert second.best_config == best_path
+    best = second["best"]
+    assert best["value"] == max(t["value"] for t in second["trials"])
     assert "The test split was not used" in best_path.read_text()
     _, tuned = read_run_config(best_path)
     assert tuned.backbones == ["custom_cnn"] and tuned.tuning is None
@@ -96,13 +107,14 @@ def test_a_tuning_study_resumes_never_sees_the_test_split_and_yields_a_train_con
 def test_cross_validation_reports_grouped_and_ungrouped_figures(
     data_dir: Path, tmp_path: Path
 ) -> None:
-    from zenml.client import Client
 
-    from pipelines.crossval import launch_crossval
-
-    outcome = launch_crossval(SMOKE, 2, data_dir, PARAMS, report_dir=tmp_path)
-    assert outcome.status == "completed"
-    summary = outcome.summary
+    args = ["--config", str(SMOKE), "--data", str(data_dir), "--params", str(PARAMS)]
+    result = CliRunner().invoke(app, ["cv", *args, "--folds", "2", "--report-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "custom_cnn: 2-fold cross-validation" in result.output
+    run = _latest_run("crossval_pipeline")
+    assert run.status.value == "completed"
+    summary = run.steps["summarize_cv"].outputs["cv_summary"][0].load()
     assert summary["backbone"] == "custom_cnn" and summary["folds"] == 2
     grouped, ungrouped = summary["schemes"]["grouped"], summary["schemes"]["ungrouped"]
     for scheme in (grouped, ungrouped):
@@ -114,10 +126,10 @@ def test_cross_validation_reports_grouped_and_ungrouped_figures(
     assert summary["gap"]["weighted_f1"] == pytest.approx(
         ungrouped["weighted_f1"]["mean"] - grouped["weighted_f1"]["mean"]
     )
-    metadata = Client().get_pipeline_run(outcome.run_name).run_metadata
+    metadata = run.run_metadata
     assert metadata["cv_grouped_weighted_f1_mean"] == pytest.approx(grouped["weighted_f1"]["mean"])
     assert metadata["cv_ungrouped_macro_f1_std"] == pytest.approx(ungrouped["macro_f1"]["std"])
-    html = outcome.report_path.read_text()
+    html = (tmp_path / f"{run.name}-cv.html").read_text()
     assert "ungrouped" in html and f"{grouped['weighted_f1']['mean']:.4f} ±" in html
 
 

@@ -62,7 +62,7 @@ class FloatRange(_Strict):
 
     @model_validator(mode="after")
     def _valid(self) -> FloatRange:
-        _check_bounds(self.low, self.high, self.log, self.step not in (None, 1))
+        _check_bounds(self.low, self.high, self.log, self.step is not None)
         return self
 
     def candidates(self) -> list[Any]:
