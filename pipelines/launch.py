@@ -116,6 +116,7 @@ def launch_training(
     if variant:
         run.setdefault("training", {}).setdefault("preprocessing", {})["variant"] = variant
     RunConfig(**run)  # validate what will actually run
+    run.pop("tuning", None)  # the search space is `braintumor tune`'s, not the run's
     params = load_params(params_path)
     integrity = with_protocol(params.get("integrity"), protocol, holdout)
     integrity_policy = IntegrityPolicy.from_dict(integrity)
@@ -146,6 +147,24 @@ def launch_training(
     finally:
         Path(handle.name).unlink(missing_ok=True)
     return collect_outcome(pipeline_run, report_dir, RunConfig(**run).gate.exit_code_on_reject)
+
+
+def data_parameters(
+    data_dir: Path, params_path: Path, protocol: str | None = None
+) -> dict[str, Any]:
+    """The data side of a run, as the tuning and cross-validation pipelines take it: the data
+    folder and its version, params.yaml's integrity policy (`protocol` overriding its own)
+    and CLAHE settings."""
+    integrity = dict(load_params(params_path).get("integrity") or {})
+    if protocol:
+        integrity["protocol"] = protocol
+    IntegrityPolicy.from_dict(integrity)
+    return {
+        "data_source": str(Path(data_dir).resolve()),
+        "data_hash": data_version(Path(data_dir)).key,
+        "integrity": integrity,
+        "clahe": clahe_params(params_path).model_dump(),
+    }
 
 
 def _check_stack_can_submit() -> None:

@@ -449,6 +449,130 @@ def train(
         raise typer.Exit(outcome.exit_code_on_reject)
 
 
+@app.command()
+def tune(
+    config: Annotated[
+        Path, typer.Option(help="A run config with a `tuning:` block (the search space).")
+    ] = Path("configs/cpu.yaml"),
+    trials: Annotated[int, typer.Option(help="Trials to run now (added to the study's).")] = 20,
+    data: Annotated[Path, typer.Option(help="Ingested data folder (with manifest.csv).")] = Path(
+        "data/raw"
+    ),
+    params: Annotated[Path, typer.Option(help="params.yaml (CLAHE, integrity policy).")] = Path(
+        "params.yaml"
+    ),
+    protocol: Annotated[
+        str | None, typer.Option(help="Override params.yaml: resplit (default) or official.")
+    ] = None,
+    study: Annotated[
+        str | None,
+        typer.Option(help="Study name (default: tuning.study_name, else the config's name)."),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Optuna storage URL (default: optuna.db next to the ZenML store)."),
+    ] = None,
+    out_path: Annotated[
+        Path | None,
+        typer.Option("--out", help="The best trial's run config (configs/tuned/<study>.yaml)."),
+    ] = None,
+) -> None:
+    """Tune a run config with Optuna on the validation split (never the test split); the
+    same study name and storage continue a study. Writes the best trial as a run config."""
+    from pipelines.launch import RunConfigError, SubmissionError
+    from pipelines.tuning import launch_tuning
+
+    with _user_errors():
+        try:
+            outcome = launch_tuning(
+                config, trials, data, params, protocol, storage, study, out_path
+            )
+        except (RunConfigError, SubmissionError) as exc:
+            raise ValueError(str(exc)) from None
+    summary = outcome.study
+    if not summary:
+        console.print(f"[bold red]error:[/] run {outcome.run_name} ended {outcome.status}")
+        raise typer.Exit(1)
+    best = summary["best"]
+    table = Table(title=f"Study {summary['study_name']} ({summary['storage']})")
+    for column in ("trial", "state", "val weighted F1", "epochs", "seconds"):
+        table.add_column(column, justify="left" if column == "state" else "right")
+    for trial in summary["trials"]:
+        table.add_row(
+            f"[bold]{trial['number']}[/]"
+            if trial["number"] == best["number"]
+            else str(trial["number"]),
+            trial["state"],
+            "" if trial["value"] is None else f"{trial['value']:.4f}",
+            str(trial["epochs"]),
+            "" if trial["seconds"] is None else f"{trial['seconds']:.0f}",
+        )
+    out.print(table)
+    out.print(
+        f"{summary['new_trials']} new trial(s); best: trial {best['number']}, validation "
+        f"weighted F1 {best['value']:.4f} with {best['values']}"
+    )
+    out.print(f"best run config: {outcome.best_config} (braintumor train --config ...)")
+
+
+@app.command()
+def cv(
+    config: Annotated[
+        Path, typer.Option(help="A run config (configs/smoke|cpu|full.yaml).")
+    ] = Path("configs/cpu.yaml"),
+    folds: Annotated[int, typer.Option(help="Folds per scheme (at least 2).")] = 5,
+    backbone: Annotated[
+        str | None, typer.Option(help="The backbone to cross-validate (default: the first).")
+    ] = None,
+    data: Annotated[Path, typer.Option(help="Ingested data folder (with manifest.csv).")] = Path(
+        "data/raw"
+    ),
+    params: Annotated[Path, typer.Option(help="params.yaml (CLAHE, integrity policy).")] = Path(
+        "params.yaml"
+    ),
+    report_dir: Annotated[
+        Path, typer.Option(help="Where the run's HTML report is written.")
+    ] = Path("reports"),
+) -> None:
+    """Cross-validate a recipe: k folds grouped by duplicate cluster, and the same k-fold
+    ungrouped over every copy (as the research did), to show what the leakage adds."""
+    from pipelines.crossval import launch_crossval
+    from pipelines.launch import RunConfigError, SubmissionError
+
+    with _user_errors():
+        try:
+            outcome = launch_crossval(config, folds, data, params, backbone, report_dir)
+        except (RunConfigError, SubmissionError) as exc:
+            raise ValueError(str(exc)) from None
+    summary = outcome.summary
+    if not summary:
+        console.print(f"[bold red]error:[/] run {outcome.run_name} ended {outcome.status}")
+        raise typer.Exit(1)
+    grouped, ungrouped = summary["schemes"]["grouped"], summary["schemes"]["ungrouped"]
+    table = Table(title=f"{summary['backbone']}: {summary['folds']}-fold cross-validation")
+    for column in ("metric", "grouped (mean ± sd)", "ungrouped (mean ± sd)", "gap"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    rows = [("weighted F1", grouped["weighted_f1"], ungrouped["weighted_f1"])]
+    rows.append(("macro F1", grouped["macro_f1"], ungrouped["macro_f1"]))
+    rows += [
+        (f"recall {c}", grouped["recall"][c], ungrouped["recall"][c]) for c in grouped["recall"]
+    ]
+    for label, g, u in rows:
+        table.add_row(
+            label,
+            f"{g['mean']:.4f} ± {g['std']:.4f}",
+            f"{u['mean']:.4f} ± {u['std']:.4f}",
+            f"{u['mean'] - g['mean']:+.4f}",
+        )
+    out.print(table)
+    out.print(
+        f"grouped: {grouped['test_images']} kept images; ungrouped: "
+        f"{ungrouped['test_images']} images including redundant copies"
+    )
+    if outcome.report_path:
+        out.print(f"report: {outcome.report_path}")
+
+
 # --- braintumor monitor (drift) -----------------------------------------------------------
 # Exit codes: 0 no drift (or drift without --fail-on-drift), 1 drift with --fail-on-drift,
 # 2 a problem the user can fix (missing folder, too few images, bad log, no reference).

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from braintumor.promotion import PolicyOverrides, Stage
 from braintumor.training.config import TrainingConfig
+from braintumor.tuning import TuningConfig
 
 CLAHE_KEYS = ("clahe_clip_limit", "clahe_tile_grid")
 
@@ -110,6 +111,7 @@ class RunConfig(_Strict):
     resources: ResourceConfig = ResourceConfig()
     guard: GuardConfig = GuardConfig()
     report: ReportConfig = ReportConfig()
+    tuning: TuningConfig | None = None  # the search space of `braintumor tune`
 
     @field_validator("backbones")
     @classmethod
@@ -137,6 +139,8 @@ class RunConfig(_Strict):
             )
         for backbone in self.backbones:
             self.training_config(backbone)  # raises with the field that is wrong
+        if self.tuning is not None:
+            self.tuning.check(self)
         return self
 
     @property

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,6 +328,7 @@ def train_model(
     class_names: tuple[str, ...] | None = None,
     progress: ProgressFn | None = log_progress,
     checkpoint_dir: str | Path | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train `config.backbone` on `data.train`, validating on `data.val`.
 
@@ -338,6 +339,9 @@ def train_model(
         progress: called after every epoch with an `EpochReport` (default: logs a line).
         checkpoint_dir: where to keep `best.weights.h5` (optional; the best weights are
             restored into the returned model either way).
+        callbacks: further Keras callbacks, run after the built-in ones at every epoch's end
+            (so they see the weights that are validated: the average when `ema_decay > 0`);
+            e.g. the tuner's pruning callback.
 
     Raises:
         TrainingError: the validation split is empty, or the loss became NaN/inf.
@@ -452,7 +456,10 @@ def train_model(
             validation_data=val_ds,
             epochs=epoch + epochs,
             initial_epoch=epoch,
-            callbacks=_callbacks(config, phase, tracker, progress, total, ema=make_ema()),
+            callbacks=[
+                *_callbacks(config, phase, tracker, progress, total, ema=make_ema()),
+                *callbacks,
+            ],
             shuffle=False,  # the dataset shuffles itself, seeded
             verbose=0,
         )
