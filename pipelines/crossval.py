@@ -11,19 +11,17 @@ It evaluates a recipe (one backbone of a run config), not a model: nothing is pr
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from zenml import pipeline
 
 from braintumor.evaluation.crossval import SCHEMES, CrossValidationError
 from braintumor.integrity.policy import IntegrityPolicy
 from braintumor.lineage import git_commit
 from braintumor.run_config import RunConfig
-from pipelines.launch import _check_stack_can_submit, data_parameters, read_run_config, run_document
+from pipelines.launch import data_parameters, read_run_config, submit
 from pipelines.training import training_step_settings
 from steps.audit_data import audit_data
 from steps.cv_fold import cv_fold
@@ -91,7 +89,6 @@ def launch_crossval(
     report_dir: Path | None = Path("reports"),
 ) -> CrossValOutcome:
     """Cross-validate `backbone` (default: the config's first) with `n_folds` folds."""
-    from zenml.client import Client
 
     document, config = read_run_config(config_path)
     if isinstance(n_folds, bool) or not isinstance(n_folds, int) or n_folds < 2:
@@ -107,14 +104,7 @@ def launch_crossval(
         "backbone": backbone,
         "git_commit": git_commit(),
     }
-    _check_stack_can_submit()
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-        yaml.safe_dump(run_document(document, parameters, enable_cache=True), handle)
-    try:
-        started = crossval_pipeline.with_options(config_path=handle.name)()
-    finally:
-        Path(handle.name).unlink(missing_ok=True)
-    pipeline_run = Client().get_pipeline_run(started.id)
+    pipeline_run = submit(crossval_pipeline, document, parameters, cache=True)
     outcome = CrossValOutcome(pipeline_run.name, str(pipeline_run.status.value))
     step = pipeline_run.steps.get("summarize_cv")
     if step is None or "cv_summary" not in step.outputs:

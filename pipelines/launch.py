@@ -105,8 +105,6 @@ def launch_training(
         variant: `raw` or `clahe`, overriding every backbone's preprocessing variant.
         overrides: extra `run` settings merged over the config (e.g. {"gate": {...}}).
     """
-    from zenml.orchestrators import PipelineSubmissionError
-
     from pipelines.training import training_pipeline
 
     document, _ = read_run_config(config_path)
@@ -117,54 +115,53 @@ def launch_training(
         run.setdefault("training", {}).setdefault("preprocessing", {})["variant"] = variant
     RunConfig(**run)  # validate what will actually run
     run.pop("tuning", None)  # the search space is `braintumor tune`'s, not the run's
-    params = load_params(params_path)
-    integrity = with_protocol(params.get("integrity"), protocol, holdout)
-    integrity_policy = IntegrityPolicy.from_dict(integrity)
-    if integrity_policy.protocol == PROTOCOL_LEAVE_SOURCE_OUT:  # fail here, not in a step
-        held_out_rows(read_manifest(Path(data_dir)), integrity_policy)
-    clahe = clahe_params(params_path).model_dump()
-    policy = promotion_policy(params_path)
-    version = data_version(Path(data_dir))
-
     parameters = {
-        "data_source": str(Path(data_dir).resolve()),
-        "data_hash": version.key,
+        **data_parameters(data_dir, params_path, protocol, holdout),
         "run": run,
-        "integrity": integrity,
-        "clahe": clahe,
-        "promotion_policy": policy.model_dump(),
+        "promotion_policy": promotion_policy(params_path).model_dump(),
         "policy_source": f"{params_path}:gate",
         "production_version": production_version_id(),
         "git_commit": git_commit(),
     }
-    _check_stack_can_submit()
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-        yaml.safe_dump(run_document(document, parameters, enable_cache), handle)
-    try:
-        pipeline_run = training_pipeline.with_options(config_path=handle.name)()
-    except PipelineSubmissionError as exc:
-        raise SubmissionError(f"the run was not started: {exc}") from None
-    finally:
-        Path(handle.name).unlink(missing_ok=True)
+    pipeline_run = submit(training_pipeline, document, parameters, enable_cache)
     return collect_outcome(pipeline_run, report_dir, RunConfig(**run).gate.exit_code_on_reject)
 
 
 def data_parameters(
-    data_dir: Path, params_path: Path, protocol: str | None = None
+    data_dir: Path, params_path: Path, protocol: str | None = None, holdout: str | None = None
 ) -> dict[str, Any]:
-    """The data side of a run, as the tuning and cross-validation pipelines take it: the data
-    folder and its version, params.yaml's integrity policy (`protocol` overriding its own)
-    and CLAHE settings."""
-    integrity = dict(load_params(params_path).get("integrity") or {})
-    if protocol:
-        integrity["protocol"] = protocol
-    IntegrityPolicy.from_dict(integrity)
+    """The data side of a run, as every pipeline takes it: the data folder and its version,
+    params.yaml's integrity policy (with --protocol / --holdout over it, checked here rather
+    than in a step) and CLAHE settings."""
+    integrity = with_protocol(load_params(params_path).get("integrity"), protocol, holdout)
+    policy = IntegrityPolicy.from_dict(integrity)
+    if policy.protocol == PROTOCOL_LEAVE_SOURCE_OUT:
+        held_out_rows(read_manifest(Path(data_dir)), policy)
     return {
         "data_source": str(Path(data_dir).resolve()),
         "data_hash": data_version(Path(data_dir)).key,
         "integrity": integrity,
         "clahe": clahe_params(params_path).model_dump(),
     }
+
+
+def submit(pipeline: Any, document: dict[str, Any], parameters: dict[str, Any], cache: bool):
+    """Start `pipeline` with the run config `document` and `parameters` (`run_document`); the
+    finished run, hydrated. One-line `SubmissionError`s: a stack that needs a ZenML server
+    with a local store, or an orchestrator that refused the run."""
+    from zenml.client import Client
+    from zenml.orchestrators import PipelineSubmissionError
+
+    _check_stack_can_submit()
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        yaml.safe_dump(run_document(document, parameters, cache), handle)
+    try:
+        started = pipeline.with_options(config_path=handle.name)()
+    except PipelineSubmissionError as exc:
+        raise SubmissionError(f"the run was not started: {exc}") from None
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+    return Client().get_pipeline_run(started.id)
 
 
 def _check_stack_can_submit() -> None:

@@ -13,12 +13,10 @@ writes the best trial as a run config for `braintumor train`.
 from __future__ import annotations
 
 import copy
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from zenml import pipeline
 
 from braintumor.lineage import git_commit
@@ -27,10 +25,9 @@ from braintumor.tuning import best_config_document
 from pipelines.launch import (
     RunConfigError,
     SubmissionError,
-    _check_stack_can_submit,
     data_parameters,
     read_run_config,
-    run_document,
+    submit,
 )
 from pipelines.training import training_step_settings
 from steps.audit_data import audit_data
@@ -133,15 +130,7 @@ def launch_tuning(
         "study_name": name,
         "n_trials": n_trials,
     }
-    _check_stack_can_submit()
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-        yaml.safe_dump(run_document(document, parameters, enable_cache=True), handle)
-    try:
-        started = tuning_pipeline.with_options(config_path=handle.name)()
-    finally:
-        Path(handle.name).unlink(missing_ok=True)
-
-    pipeline_run = Client().get_pipeline_run(started.id)
+    pipeline_run = submit(tuning_pipeline, document, parameters, cache=True)
     outcome = TuningOutcome(pipeline_run.name, str(pipeline_run.status.value))
     step = pipeline_run.steps.get("tune_trials")
     if step is None or "best_run_config" not in step.outputs:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
-from zenml import log_metadata, step
+from zenml import get_step_context, log_metadata, step
 
 from braintumor.constants import ARTIFACT_MANIFEST, MANIFEST_FILE
 from braintumor.data.ingest import ingest
@@ -45,5 +45,6 @@ def load_data(
             "counts": {f"{s}/{c}": int(n) for (s, c), n in counts.items()},
         }
     )
-    log_metadata(metadata={"data": seen}, infer_model=True)  # what this version saw
+    if get_step_context().model_version is not None:  # the training pipeline's version
+        log_metadata(metadata={"data": seen}, infer_model=True)  # what this version saw
     return ImageFolder(folder), manifest
