@@ -56,7 +56,7 @@ def cli(*args: str) -> float:
 
 
 def train_and_test(
-    raw: Path, resplit_csv: Path, names: list[str], out: Path
+    raw: Path, resplit_csv: Path, names: list[str], out: Path, commit: str
 ) -> dict[str, dict[str, Any]]:
     """The cpu profile trained and tested per name (see the module docstring), keeping an
     earlier file's figures for the other names when they come from the same config."""
@@ -91,9 +91,7 @@ def train_and_test(
             protocol = PROTOCOL_LEAVE_SOURCE_OUT
         started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         figures = run_protocol(protocol, splits_csv, raw, config, out, name=f"{protocol}_{name}")
-        figures.update(
-            git_commit=git_commit(REPO), started=started, load_average_at_end=os.getloadavg()
-        )
+        figures.update(git_commit=commit, started=started, load_average_at_end=os.getloadavg())
         results[name if name == POOLED else f"holdout_{name}"] = figures
     if not results:
         return {"training": "not run (--train)"}
@@ -121,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     for folder in (args.kaggle, args.second):
         if not folder.is_dir():
             parser.error(f"{folder} is not a folder: give --kaggle / --second")
+    commit = git_commit(REPO)  # the code that runs, not the checkout at the end of a long run
     with tempfile.TemporaryDirectory(prefix="sources-") as tmp:
         raw, audit = Path(tmp) / "raw", Path(tmp) / "audit"
         ingest_s = cli("data", "ingest", str(args.kaggle), "--out", str(raw))
@@ -131,12 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         load = list(os.getloadavg())
         audit_s = cli("data", "audit", "--data", str(raw), "--out", str(audit))
         figures = json.loads((audit / "audit.json").read_text())
-        trained = train_and_test(raw, audit / "splits.csv", args.train, args.out)
+        trained = train_and_test(raw, audit / "splits.csv", args.train, args.out, commit)
     sources = figures["sources"]
     report: dict[str, Any] = {
         "benchmark": "sources",
         "command": " ".join(["python", "benchmarks/sources.py", *(argv or sys.argv[1:])]),
-        "git_commit": git_commit(REPO),
+        "git_commit": commit,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {
             "cores": os.cpu_count(),
