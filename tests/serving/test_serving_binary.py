@@ -55,23 +55,20 @@ def binary_packaged(bentoml_home, sample_arrays, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(binary_packaged):
-    from starlette.testclient import TestClient
-
+def service(binary_packaged):
+    """The service class called directly: BentoML registers its Prometheus metrics once per
+    process, and the four-class tests build the process's one ASGI app."""
     module = load_service({"BRAINTUMOR_MODEL_TAG": binary_packaged[0]})
-    with TestClient(module.BrainTumorClassifier.to_asgi()) as test_client:
-        yield test_client
+    return module.BrainTumorClassifier()
 
 
 def test_binary_model_answers_two_classes_and_the_tumour_probability(
-    client, binary_packaged, sample_arrays
+    service, binary_packaged, sample_arrays
 ):
     tag, model = binary_packaged
     _, _, paths = sample_arrays
     for path in paths[::4]:
-        response = client.post("/predict", files={"image": (path.name, path.read_bytes())})
-        assert response.status_code == 200, response.text
-        body = response.json()
+        body = service.predict(image=path.read_bytes()).model_dump()
         assert list(body["probabilities"]) == ["notumor", "tumour"]
         assert body["label"] in BINARY_CLASS_NAMES and body["model_tag"] == tag
         assert body["tumour_probability"] == pytest.approx(body["probabilities"]["tumour"])
@@ -82,19 +79,13 @@ def test_binary_model_answers_two_classes_and_the_tumour_probability(
         )
 
 
-def test_binary_model_explains_and_its_metadata_says_binary(client, sample_arrays):
+def test_binary_model_explains_and_its_metadata_says_binary(service, sample_arrays):
     _, _, paths = sample_arrays
-    response = client.post("/explain", files={"image": (paths[0].name, paths[0].read_bytes())})
-    assert response.status_code == 200, response.text
-    body = response.json()
+    body = service.explain(image=paths[0].read_bytes()).model_dump()
     assert body["explained_class"] == body["label"] in BINARY_CLASS_NAMES
     assert body["overlay_png"] and body["input_png"]
-    metadata = client.get("/metadata").json()
-    assert metadata["task"] == "binary" and metadata["class_names"] == ["notumor", "tumour"]
+    metadata = service.describe()
+    assert metadata["task"] == "binary" and list(metadata["class_names"]) == ["notumor", "tumour"]
     assert metadata["model_version"] == "11"
-    batch = client.post(
-        "/predict_batch",
-        files=[("images", (p.name, p.read_bytes())) for p in paths[:3]],
-    )
-    assert batch.status_code == 200, batch.text
-    assert [len(item["prediction"]["probabilities"]) for item in batch.json()] == [2, 2, 2]
+    batch = service.predict_batch(images=[p.read_bytes() for p in paths[:3]])
+    assert [len(item.prediction.probabilities) for item in batch] == [2, 2, 2]
