@@ -115,6 +115,8 @@ def keyed_page_server():
     png = base64.b64encode(buffer.getvalue()).decode()
     metadata = {
         "model_version": "7",
+        "task": "four_class",
+        "class_names": ["glioma", "meningioma", "notumor", "pituitary"],
         "backbone": "tiny_cnn",
         "stage": "production",
         "metrics": {"weighted_f1": 0.5},
