@@ -133,22 +133,10 @@ def tiny_guard(tiny_model, sample_arrays):
     """The tiny model's guard, fitted as the pipeline does: the detector on the sample's
     Training images, thresholds and conformal sets on its Testing images."""
     from braintumor.constants import CLASS_NAMES
-    from braintumor.guard.fit import fit_guard, input_check_failures
-    from braintumor.models.export import serving_outputs
+    from tests.serving.helpers import sample_guard
 
     x, y, paths = sample_arrays
-    train = np.array(["Training" in str(path) for path in paths])
-    out = serving_outputs(tiny_model, x)
-    return fit_guard(
-        out["embedding"][train],
-        y[train],
-        out["embedding"][~train],
-        out["probabilities"][~train],
-        y[~train],
-        input_check_failures([p for p, t in zip(paths, train, strict=True) if not t]),
-        CLASS_NAMES,
-        review_threshold=0.6,
-    )
+    return sample_guard(tiny_model, x, y, paths, CLASS_NAMES)
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -73,3 +73,25 @@ def load_service(env: dict[str, str]):
     os.environ.update(env)
     sys.modules.pop("service", None)
     return importlib.import_module("service")
+
+
+def sample_guard(model, x, y, paths, class_names):
+    """`model`'s guard fitted as the pipeline does: the detector on the sample's Training
+    images, thresholds and conformal sets on its Testing images."""
+    import numpy as np
+
+    from braintumor.guard.fit import fit_guard, input_check_failures
+    from braintumor.models.export import serving_outputs
+
+    train = np.array(["Training" in str(path) for path in paths])
+    out = serving_outputs(model, x)
+    return fit_guard(
+        out["embedding"][train],
+        y[train],
+        out["embedding"][~train],
+        out["probabilities"][~train],
+        y[~train],
+        input_check_failures([p for p, t in zip(paths, train, strict=True) if not t]),
+        class_names,
+        review_threshold=0.6,
+    )

@@ -9,7 +9,13 @@ import pytest
 
 from braintumor.constants import BINARY_CLASS_NAMES
 from braintumor.preprocessing import load_and_preprocess
-from tests.serving.helpers import build_tiny_model, export_onnx, load_service, tiny_spec
+from tests.serving.helpers import (
+    build_tiny_model,
+    export_onnx,
+    load_service,
+    sample_guard,
+    tiny_spec,
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +25,6 @@ def binary_packaged(bentoml_home, sample_arrays, tmp_path_factory):
     import keras
 
     from braintumor.constants import CLASS_NAMES
-    from braintumor.guard.fit import fit_guard, input_check_failures
-    from braintumor.models.export import serving_outputs
     from braintumor.serving.metadata import ModelCard
     from braintumor.serving.store import save_to_bentoml
     from braintumor.training.dataset import label_indices
@@ -30,18 +34,7 @@ def binary_packaged(bentoml_home, sample_arrays, tmp_path_factory):
     model = build_tiny_model(n_classes=2)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     model.fit(x, y, epochs=4, batch_size=8, verbose=0)
-    train = np.array(["Training" in str(path) for path in paths])
-    out = serving_outputs(model, x)
-    guard, detector = fit_guard(
-        out["embedding"][train],
-        y[train],
-        out["embedding"][~train],
-        out["probabilities"][~train],
-        y[~train],
-        input_check_failures([p for p, t in zip(paths, train, strict=True) if not t]),
-        BINARY_CLASS_NAMES,
-        review_threshold=0.6,
-    )
+    guard, detector = sample_guard(model, x, y, paths, BINARY_CLASS_NAMES)
     card = ModelCard(
         task="binary",
         preprocessing=tiny_spec().to_dict(),
