@@ -4,9 +4,12 @@ ungrouped over every image (redundant copies included, as the research did).
     load data -> audit -> split (the training pipeline's steps, so cached; the split gives
       each image's cluster and status) -> make_folds
       -> cv_grouped_<k>, cv_ungrouped_<k>   (one training per fold and scheme)
-      -> summarize_cv (mean ± standard deviation across folds; run metadata; HTML report)
+      -> summarize_cv (mean ± standard deviation across folds; run and model-version metadata;
+         HTML report)
 
-It evaluates a recipe (one backbone of a run config), not a model: nothing is promoted.
+It evaluates a recipe (one backbone of a run config), not a model: nothing is promoted. Each
+run is a version of the ZenML model `brain-tumor-classifier-cv` (not of the served model),
+whose metadata holds the figures.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zenml import pipeline
+from zenml import Model, pipeline
 
+from braintumor.constants import CV_MODEL_NAME
 from braintumor.evaluation.crossval import SCHEMES, CrossValidationError
 from braintumor.integrity.policy import IntegrityPolicy
 from braintumor.lineage import git_commit
@@ -31,7 +35,16 @@ from steps.split_data import split_data
 from steps.summarize_cv import summarize_cv
 
 
-@pipeline
+CV_MODEL = Model(
+    name=CV_MODEL_NAME,
+    description="Cross-validation estimates of a training recipe (grouped and ungrouped k-fold); "
+    "its versions hold figures, not a model to serve.",
+    license="Apache-2.0",
+    tags=["mri", "cross-validation"],
+)
+
+
+@pipeline(model=CV_MODEL)
 def crossval_pipeline(
     data_source: str,
     data_hash: str,

@@ -1,5 +1,6 @@
-"""Step: mean ± standard deviation across folds, grouped and ungrouped, as run metadata and
-an HTML report."""
+"""Step: mean ± standard deviation across folds, grouped and ungrouped, as run and model-version
+metadata and an HTML report. Never cached: a cached step would log nothing on the new run's
+model version."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from zenml.types import HTMLString
 from braintumor.evaluation.crossval import headline, render_cv_report, summarize_folds
 
 
-@step
+@step(enable_cache=False)
 def summarize_cv(
     fold_results: list[dict], backbone: str, data_hash: str, git_commit: str
 ) -> tuple[Annotated[dict, "cv_summary"], Annotated[HTMLString, "cv_report"]]:
@@ -26,4 +27,5 @@ def summarize_cv(
     flat = headline(summary)
     log_metadata(metadata=flat)
     log_metadata(metadata={**flat, "cv": summary}, run_id_name_or_prefix=run.id)
+    log_metadata(metadata={**flat, "cv": summary}, infer_model=True)
     return summary, HTMLString(html)

@@ -12,6 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from braintumor.cli import app
+from braintumor.constants import CV_MODEL_NAME
 from braintumor.data.ingest import ingest
 from pipelines.launch import read_run_config
 
@@ -126,9 +127,14 @@ def test_cross_validation_reports_grouped_and_ungrouped_figures(
     assert summary["gap"]["weighted_f1"] == pytest.approx(
         ungrouped["weighted_f1"]["mean"] - grouped["weighted_f1"]["mean"]
     )
-    metadata = run.run_metadata
-    assert metadata["cv_grouped_weighted_f1_mean"] == pytest.approx(grouped["weighted_f1"]["mean"])
-    assert metadata["cv_ungrouped_macro_f1_std"] == pytest.approx(ungrouped["macro_f1"]["std"])
+    version = run.model_version  # of the cross-validation model, not of the served one
+    assert version is not None and version.model.name == CV_MODEL_NAME
+    for metadata in (run.run_metadata, version.run_metadata):
+        assert metadata["cv_grouped_weighted_f1_mean"] == pytest.approx(
+            grouped["weighted_f1"]["mean"]
+        )
+        assert metadata["cv_ungrouped_macro_f1_std"] == pytest.approx(ungrouped["macro_f1"]["std"])
+        assert metadata["cv"]["gap"]["weighted_f1"] == pytest.approx(summary["gap"]["weighted_f1"])
     html = (tmp_path / f"{run.name}-cv.html").read_text()
     assert "ungrouped" in html and f"{grouped['weighted_f1']['mean']:.4f} ±" in html
 

@@ -58,6 +58,10 @@ PROTOCOLS = (PROTOCOL_RESPLIT, PROTOCOL_OFFICIAL)  # the two every source has (q
 
 # The model in ZenML's Model Control Plane and in the BentoML model store.
 MODEL_NAME = "brain-tumor-classifier"
+# Cross-validation evaluates a recipe, not a model that can be served: its runs are versions of
+# their own ZenML model, so their figures are model-version metadata without a model version
+# of MODEL_NAME that has nothing to promote.
+CV_MODEL_NAME = "brain-tumor-classifier-cv"
 BENTO_SERVICE_NAME = "brain_tumor_classifier"
 
 # File names inside data folders.
