@@ -15,6 +15,9 @@ EXTRAS ?= cpu,dev,kubeflow
 BRAINTUMOR_DATA_SOURCE ?=
 CONFIG ?= configs/cpu.yaml
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): each test file runs whole in one of them, so a file's
+# module fixtures (one smoke run shared by its tests) are built once. auto = one per core.
+TEST_WORKERS ?= auto
 
 # The venv's commands (braintumor, dvc) first on PATH, also for DVC stage commands.
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -78,7 +81,7 @@ browser:
 		else echo "chromium not installed and not root: browser tests will skip"; fi; }
 
 test: setup browser lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The ZenML dashboard on http://127.0.0.1:$(DASHBOARD_PORT): runs, DAGs, artifacts, the run
 # report and drift reports. No login on a local server; analytics off; Ctrl+C stops it.
