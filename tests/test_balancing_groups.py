@@ -103,7 +103,7 @@ def test_balance_with_groups_and_its_errors() -> None:
 def test_split_arrays_can_carry_a_group_column(sample_dir: Path) -> None:
     splits = sample_splits(sample_dir)
     splits["appearance_group"] = np.where(splits.index % 2 == 0, "t1c", "t2")
-    spec = PreprocessSpec(image_size=16)
+    spec = PreprocessSpec(image_size=16, channels=3)
     data = load_split_arrays(splits, sample_dir, spec, group_column="appearance_group")
     assert data.train.groups is not None and len(data.train.groups) == len(data.train)
     assert set(data.train.groups) <= {"t1c", "t2"}
