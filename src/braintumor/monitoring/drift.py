@@ -22,13 +22,13 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from braintumor.htmlkit import FAIL_COLOUR, PASS_COLOUR, escape
 from braintumor.monitoring.features import (
     CATEGORICAL_FEATURES,
     CONFIDENCE,
@@ -266,7 +266,7 @@ def with_verdict(html: str, drifted: bool, reasons: Sequence[str]) -> str:
     """Put the policy's verdict at the top of Evidently's page: Evidently's own headline
     ("Dataset Drift is NOT detected") applies the share rule only, not the strong-column or
     critical-column rules, and must not be the first thing a reader sees."""
-    colour, verdict = ("#a4161a", "DRIFT DETECTED") if drifted else ("#0a6b2d", "no drift")
+    colour, verdict = (FAIL_COLOUR, "DRIFT DETECTED") if drifted else (PASS_COLOUR, "no drift")
     items = "".join(f"<li>{escape(reason)}</li>" for reason in reasons)
     banner = (
         f'<div id="braintumor-verdict" style="font-family:system-ui,sans-serif;margin:1rem '
