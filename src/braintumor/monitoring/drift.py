@@ -199,11 +199,6 @@ def decide_drift(
     )
 
 
-def is_drifted(result: DriftResult, policy: DriftPolicy | None = None) -> bool:
-    """Whether `result` is drift under `policy` (default: the policy it was computed with)."""
-    return decide_drift(result.per_column, policy or result.policy)[0]
-
-
 def drift_columns(reference: pd.DataFrame, current: pd.DataFrame) -> list[str]:
     """The known feature columns present in both tables, in `FEATURE_COLUMNS` order."""
     return [c for c in FEATURE_COLUMNS if c in reference.columns and c in current.columns]
