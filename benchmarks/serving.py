@@ -131,7 +131,7 @@ def prepare_model(args) -> tuple[object, object, dict]:
                 )
             }
         )
-    spec = config.preprocessing.spec()
+    spec = config.preprocessing
     keras.utils.set_random_seed(0)
     model = build_model(config, num_classes=4)
     info = {

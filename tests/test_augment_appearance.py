@@ -113,7 +113,9 @@ def test_each_option_is_a_no_op_at_probability_zero(name: str) -> None:
 
 
 def test_real_scans_keep_their_background(sample_dir: Path) -> None:
-    data = load_split_arrays(sample_splits(sample_dir), sample_dir, PreprocessSpec(image_size=64))
+    data = load_split_arrays(
+        sample_splits(sample_dir), sample_dir, PreprocessSpec(image_size=64, channels=3)
+    )
     x = data.train.x[:12].astype(np.float32)
     spec = dataclasses.replace(OFF, **{k: v for o in OPTIONS.values() for k, v in o.items()})
     out = run(spec, x, labels=tf.constant(data.train.y[:12]))

@@ -12,13 +12,10 @@ from braintumor.training.balancing import (
     BalancingError,
     balance,
     class_weights,
-    describe_groups,
     group_class_weights,
 )
 from braintumor.training.dataset import DatasetError, load_split_arrays
 from tests.training_helpers import sample_splits
-
-NAMES = ("glioma", "meningioma", "notumor", "pituitary")
 
 
 def shortcut_split() -> tuple[np.ndarray, np.ndarray]:
@@ -69,20 +66,6 @@ def test_weights_are_capped_and_one_group_is_class_weight() -> None:
     np.testing.assert_allclose(one, [weights[c] for c in y], rtol=1e-5)
 
 
-def test_describe_groups_flags_nearly_single_class_groups() -> None:
-    y = np.array([0] * 50 + [2] * 1 + [0] * 20 + [2] * 20)
-    groups = np.array(["a"] * 51 + ["b"] * 40)
-    plan = describe_groups(y, groups, NAMES)
-    assert plan["nearly_single_class"] == ["a"]
-    assert plan["groups"]["a"]["counts"]["glioma"] == 50
-    weights = group_class_weights(y, groups, 4, max_weight=1000)
-    assert describe_groups(y, groups, NAMES, weights)["nearly_single_class"] == []
-    # A group of one class only cannot be balanced by weights, and says so.
-    alone = np.array(["a"] * 50 + ["b"] * 41)
-    flagged = describe_groups(y, alone, NAMES, group_class_weights(y, alone, 4))
-    assert flagged["nearly_single_class"] == ["a"]
-
-
 def test_balance_with_groups_and_its_errors() -> None:
     y, groups = shortcut_split()
     x = np.zeros((len(y), 4, 4, 1), np.uint8)
@@ -103,7 +86,7 @@ def test_balance_with_groups_and_its_errors() -> None:
 def test_split_arrays_can_carry_a_group_column(sample_dir: Path) -> None:
     splits = sample_splits(sample_dir)
     splits["appearance_group"] = np.where(splits.index % 2 == 0, "t1c", "t2")
-    spec = PreprocessSpec(image_size=16)
+    spec = PreprocessSpec(image_size=16, channels=3)
     data = load_split_arrays(splits, sample_dir, spec, group_column="appearance_group")
     assert data.train.groups is not None and len(data.train.groups) == len(data.train)
     assert set(data.train.groups) <= {"t1c", "t2"}

@@ -68,7 +68,7 @@ def test_binary_training_uses_the_same_split_rows(sample_dir: Path) -> None:
     from braintumor.preprocessing import PreprocessSpec
 
     splits = sample_splits(sample_dir)
-    spec = PreprocessSpec(image_size=32)
+    spec = PreprocessSpec(image_size=32, channels=3)
     four = load_split_arrays(splits, sample_dir, spec)
     two = load_split_arrays(splits, sample_dir, spec, class_names=BINARY_CLASS_NAMES)
     assert two.class_names == BINARY_CLASS_NAMES

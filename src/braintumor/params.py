@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from braintumor.preprocessing import PreprocessSpec
 from braintumor.promotion import PromotionPolicy
@@ -20,16 +20,28 @@ DEFAULT_PARAMS_FILE = Path("params.yaml")
 
 
 class ClaheParams(BaseModel):
-    """The CLAHE stage: contrast limited adaptive histogram equalisation of data/raw."""
+    """params.yaml `clahe:`, declared there only (no defaults here).
 
-    model_config = ConfigDict(extra="forbid")
+    `clip_limit` and `tile_grid` are CLAHE's settings wherever it runs: the training pipeline
+    hands them to every backbone's `clahe` variant (`RunConfig.training_config`) and the DVC
+    stage uses them. `image_size` and `grayscale` are the stage's own: the size and channels
+    of the images it exports to data/clahe. Values are checked by `PreprocessSpec`.
+    """
 
-    clip_limit: float = Field(2.0, gt=0)
-    tile_grid: int = Field(8, ge=1)
-    image_size: int = Field(256, ge=16)
-    grayscale: bool = True
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    clip_limit: float
+    tile_grid: int
+    image_size: int
+    grayscale: bool
+
+    @model_validator(mode="after")
+    def _valid_spec(self) -> ClaheParams:
+        self.spec()
+        return self
 
     def spec(self) -> PreprocessSpec:
+        """The DVC stage's preprocessing."""
         return PreprocessSpec(
             image_size=self.image_size,
             channels=1 if self.grayscale else 3,
@@ -47,7 +59,11 @@ def load_params(path: Path | str = DEFAULT_PARAMS_FILE) -> dict[str, Any]:
 
 
 def clahe_params(path: Path | str = DEFAULT_PARAMS_FILE) -> ClaheParams:
-    return ClaheParams(**load_params(path).get("clahe", {}))
+    try:
+        return ClaheParams(**(load_params(path).get("clahe") or {}))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{path} `clahe:`: {problems}") from None
 
 
 def promotion_policy(path: Path | str = DEFAULT_PARAMS_FILE) -> PromotionPolicy:

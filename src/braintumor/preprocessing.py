@@ -10,60 +10,55 @@ CLAHE (after resizing, so it acts the same whatever the original resolution) -> 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 Variant = Literal["raw", "clahe"]
-VARIANTS: tuple[str, ...] = ("raw", "clahe")
 
 # Pixels brighter than this (0..255) count as head, not background, when cropping.
 HEAD_THRESHOLD = 20
 
 
-@dataclass(frozen=True)
-class PreprocessSpec:
-    """Everything needed to turn a slice into model input; stored with every model."""
+class PreprocessSpec(BaseModel):
+    """Everything needed to turn a slice into model input: the one declaration of
+    preprocessing and its defaults.
 
-    image_size: int = 224
-    channels: int = 3  # 1: grayscale; 3: the gray slice repeated (ImageNet backbones)
+    A training config holds one (`TrainingConfig.preprocessing`, whose defaults these are),
+    the DVC stage builds one from params.yaml (`params.ClaheParams.spec`), and every model
+    card stores one as a dict (`to_dict`), which serving reads back (`from_dict`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image_size: int = Field(128, ge=16, le=1024)
+    channels: Literal[1, 3] = 1  # 1: grayscale; 3: the gray slice repeated (ImageNet backbones)
     variant: Variant = "raw"
-    clahe_clip_limit: float = 2.0
-    clahe_tile_grid: int = 8
+    clahe_clip_limit: float = Field(2.0, gt=0)
+    clahe_tile_grid: int = Field(8, ge=1)
     crop_to_head: bool = False
-
-    def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ValueError(
-                f"preprocessing variant must be one of {VARIANTS}, not {self.variant!r}"
-            )
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, not {self.channels}")
-        if self.image_size < 16:
-            raise ValueError(f"image_size must be at least 16, not {self.image_size}")
-        if self.clahe_clip_limit <= 0 or self.clahe_tile_grid < 1:
-            raise ValueError("CLAHE needs clip_limit > 0 and tile_grid >= 1")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.image_size, self.image_size, self.channels)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """What a model card stores."""
+        return self.model_dump()
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PreprocessSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
+        """A spec from a model card's dict (ValueError on unknown or bad settings)."""
+        unknown = set(values) - set(cls.model_fields)
         if unknown:
             raise ValueError(f"unknown preprocessing settings: {sorted(unknown)}")
-        return cls(**values)
+        return cls.model_validate(values)
 
 
-def apply_clahe(gray: np.ndarray, clip_limit: float = 2.0, tile_grid: int = 8) -> np.ndarray:
+def apply_clahe(gray: np.ndarray, clip_limit: float, tile_grid: int) -> np.ndarray:
     """Contrast limited adaptive histogram equalisation (OpenCV's), uint8 in and out."""
     clahe = cv2.createCLAHE(clipLimit=float(clip_limit), tileGridSize=(tile_grid, tile_grid))
     return clahe.apply(np.ascontiguousarray(gray, dtype=np.uint8))

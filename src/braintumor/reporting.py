@@ -4,29 +4,11 @@ the leaderboard, the winner's plots, a Grad-CAM gallery, the data audit and the 
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
-from html import escape
 from typing import Any
 
 from braintumor.constants import TASK_FOUR_CLASS
-
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
-max-width:1200px;color:#1b1b1b;padding:0 1rem}
-h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
-.meta{color:#555}table{border-collapse:collapse;margin:.5rem 0;font-size:.92rem}
-th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}
-th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}
-tr.winner td{background:#e8f1fb;font-weight:600}
-.pass{color:#0a6b2d;font-weight:700}.fail{color:#a4161a;font-weight:700}
-.plots img{max-width:380px;margin:.3rem;border:1px solid #eee}
-.gallery{display:flex;flex-wrap:wrap;gap:.6rem}
-.card{border:1px solid #ddd;border-radius:6px;padding:.4rem;width:260px;font-size:.85rem}
-.card img{width:125px;height:125px;object-fit:contain;background:#000}
-.card.wrong{border-color:#a4161a}.note{background:#fff8e1;border-left:4px solid #f0b400;
-padding:.5rem .8rem}
-"""
+from braintumor.htmlkit import data_uri, escape, image, page, table
 
 
 @dataclass
@@ -76,8 +58,7 @@ LEADERBOARD_COLUMNS: list[tuple[str, str]] = [
 
 
 def _png(data: bytes, alt: str) -> str:
-    encoded = base64.b64encode(data).decode()
-    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{encoded}">'
+    return image(data_uri(data), alt)
 
 
 def _cell(value: Any) -> str:
@@ -87,17 +68,16 @@ def _cell(value: Any) -> str:
         return f"{value:,}"
     if isinstance(value, list | tuple) and len(value) == 2:
         return f"[{value[0]:.4f}, {value[1]:.4f}]"
-    return escape(str(value))
+    return str(value)
 
 
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], highlight: str = "") -> str:
-    head = "".join(f"<th>{escape(label)}</th>" for _, label in columns)
-    body = []
-    for row in rows:
-        css = ' class="winner"' if highlight and row.get(columns[0][0]) == highlight else ""
-        cells = "".join(f"<td>{_cell(row.get(key, ''))}</td>" for key, _ in columns)
-        body.append(f"<tr{css}>{cells}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    key = columns[0][0]
+    return table(
+        [[_cell(row.get(name, "")) for name, _ in columns] for row in rows],
+        header=[label for _, label in columns],
+        row_classes=["winner" if highlight and row.get(key) == highlight else "" for row in rows],
+    )
 
 
 def _decision_html(decision: dict[str, Any]) -> str:
@@ -132,9 +112,7 @@ def _metrics_html(metrics: dict[str, Any]) -> str:
         ("tumour sensitivity (tumour vs no tumour)", binary.get("sensitivity")),
         ("tumour specificity (tumour vs no tumour)", binary.get("specificity")),
     ]
-    rows = "".join(
-        f"<tr><td>{escape(k)}</td><td>{_cell(v)}</td></tr>" for k, v in headline if v is not None
-    )
+    rows = [[name, _cell(value)] for name, value in headline if value is not None]
     per_class = metrics.get("per_class", {})
     class_rows = [{"class": name, **values} for name, values in per_class.items()]
     columns = [
@@ -144,7 +122,7 @@ def _metrics_html(metrics: dict[str, Any]) -> str:
         ("f1", "F1"),
         ("support", "images"),
     ]
-    html = f"<table>{rows}</table>" + (_table(class_rows, columns) if class_rows else "")
+    html = table(rows) + (_table(class_rows, columns) if class_rows else "")
     by_source = metrics.get("by_source") or {}
     if by_source:
         source_rows = [
@@ -189,12 +167,7 @@ def _gallery_html(items: list[GalleryItem]) -> str:
 def _audit_html(audit: dict[str, Any]) -> str:
     if not audit:
         return "<p>No audit figures.</p>"
-    rows = "".join(
-        f"<tr><td>{escape(str(k))}</td><td>{_cell(v)}</td></tr>"
-        for k, v in audit.items()
-        if not isinstance(v, dict | list)
-    )
-    return f"<table>{rows}</table>"
+    return table([[k, _cell(v)] for k, v in audit.items() if not isinstance(v, dict | list)])
 
 
 def render_run_report(report: RunReport) -> str:
@@ -206,10 +179,7 @@ def render_run_report(report: RunReport) -> str:
     notes = "".join(f'<p class="note">{escape(n)}</p>' for n in report.notes)
     task = report.test_metrics.get("task", TASK_FOUR_CLASS)
     classes = [str(name) for name in report.test_metrics.get("class_names", [])]
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{escape(report.title)}</title>
-<style>{CSS}</style></head><body>
-<h1>{escape(report.title)}</h1>
+    body = f"""<h1>{escape(report.title)}</h1>
 <p class="meta">task <b>{escape(str(task))}</b> ({escape(", ".join(classes))}) ·
 evaluation protocol <b>{escape(report.protocol)}</b> · preprocessing
 <b>{escape(report.preprocessing)}</b> · data <code>{escape(report.data_hash)}</code> · code
@@ -220,9 +190,8 @@ evaluation protocol <b>{escape(report.protocol)}</b> · preprocessing
 <h2>Winner on the test split: {escape(report.winner)}</h2>{_metrics_html(report.test_metrics)}
 <div class="plots">{plots}</div>
 <h2>Grad-CAM: where the winner looks</h2>{_gallery_html(report.gallery)}
-<h2>Data audit</h2>{_audit_html(report.audit)}
-</body></html>
-"""
+<h2>Data audit</h2>{_audit_html(report.audit)}"""
+    return page(report.title, body)
 
 
 def figure_png(figure: Any) -> bytes:

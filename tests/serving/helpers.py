@@ -30,6 +30,15 @@ def sample_images(sample_dir: Path) -> list[tuple[Path, str]]:
     return found
 
 
+def load_card(model_tag: str):
+    """The card a model-store entry carries."""
+    import bentoml
+
+    from braintumor.serving.metadata import ModelCard
+
+    return ModelCard.from_metadata(bentoml.models.get(model_tag).info.metadata)
+
+
 def tiny_spec():
     from braintumor.preprocessing import PreprocessSpec
 

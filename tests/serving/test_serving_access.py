@@ -20,7 +20,7 @@ from braintumor.serving.audit import (
 )
 from braintumor.serving.auth import ApiKeyMiddleware, presented_key
 from braintumor.serving.config import ServingConfig, read_api_keys
-from braintumor.serving.uploads import Upload, UploadLimits, read_upload, read_upload_with_digest
+from braintumor.serving.uploads import Upload, UploadLimits, read_upload_with_digest
 
 
 async def echo(request: Request) -> JSONResponse:
@@ -171,7 +171,7 @@ def test_the_digest_is_of_the_bytes_as_received(sample_dir):
     assert digest == hashlib.sha256(data).hexdigest()
     wrapped, same = read_upload_with_digest(Upload(data, "r1"), UploadLimits())
     assert same == digest and (wrapped.pixels == decoded.pixels).all()
-    assert (read_upload(Upload(data), UploadLimits()).pixels == decoded.pixels).all()
+    assert (read_upload_with_digest(Upload(data), UploadLimits())[0].pixels == decoded.pixels).all()
 
 
 def test_a_nested_request_id_middleware_keeps_the_outer_id():

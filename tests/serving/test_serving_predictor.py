@@ -25,7 +25,7 @@ from braintumor.serving.predictor import (
     read_card,
     top_class,
 )
-from braintumor.serving.uploads import UploadLimits, read_upload
+from braintumor.serving.uploads import UploadLimits, read_upload_with_digest
 from tests.serving.helpers import export_onnx, tiny_spec
 
 
@@ -176,7 +176,8 @@ def test_serving_and_training_preprocessing_give_equal_tensors(sample_arrays):
     _, _, paths = sample_arrays
     spec = tiny_spec()
     for path in paths:
-        served = preprocess(read_upload(path.read_bytes(), UploadLimits()).pixels, spec)
+        decoded, _ = read_upload_with_digest(path.read_bytes(), UploadLimits())
+        served = preprocess(decoded.pixels, spec)
         trained = load_and_preprocess(path, spec)
         assert served.dtype == trained.dtype == np.float32
         np.testing.assert_array_equal(served, trained)

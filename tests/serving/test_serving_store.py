@@ -18,10 +18,10 @@ from braintumor.serving.predictor import (
 from braintumor.serving.store import (
     PackagingError,
     find_project_dir,
-    load_card,
     package_model,
     save_to_bentoml,
 )
+from tests.serving.helpers import load_card
 
 
 def test_saved_model_holds_model_onnx_card_and_labels(packaged):

@@ -21,7 +21,7 @@ from braintumor.serving.uploads import (
     UploadLimits,
     UploadRejected,
     read_request_images,
-    read_upload,
+    read_upload_with_digest,
 )
 
 LIMITS = UploadLimits(max_bytes=200_000, max_pixels=1_000_000, max_request_bytes=400_000)
@@ -50,14 +50,16 @@ def test_planted_bad_files_are_refused_with_status_and_reason(sample_dir, plante
     path = sample_dir / "Training" / planted
     for source in (path, path.read_bytes()):
         with pytest.raises(UploadRejected) as caught:
-            read_upload(source, LIMITS)
+            read_upload_with_digest(source, LIMITS)
         assert (caught.value.reason, caught.value.status) == (reason, status)
         assert caught.value.detail and "\n" not in caught.value.detail
 
 
 def test_planted_undecodable_file_is_refused(sample_dir):
     with pytest.raises(UploadRejected) as caught:
-        read_upload(sample_dir / "Training" / "pituitary_tumor" / "planted_undecodable.jpg", LIMITS)
+        read_upload_with_digest(
+            sample_dir / "Training" / "pituitary_tumor" / "planted_undecodable.jpg", LIMITS
+        )
     assert caught.value.status in (415, 422)
 
 
@@ -65,7 +67,7 @@ def test_decompression_bomb_is_refused_before_decoding():
     bomb = png_bytes(2000, 1000)  # a few KB on disk, 2 million pixels decoded
     assert len(bomb) < 20_000
     with pytest.raises(UploadRejected) as caught:
-        read_upload(bomb, LIMITS)
+        read_upload_with_digest(bomb, LIMITS)
     assert (caught.value.reason, caught.value.status) == ("too_many_pixels", 413)
     assert "2,000,000" in caught.value.detail
 
@@ -76,22 +78,22 @@ def test_oversized_upload_is_refused(tmp_path):
     path.write_bytes(big)
     for source in (big, path):
         with pytest.raises(UploadRejected) as caught:
-            read_upload(source, LIMITS)
+            read_upload_with_digest(source, LIMITS)
         assert (caught.value.reason, caught.value.status) == ("upload_too_large", 413)
 
 
 def test_missing_upload_and_passed_through_refusal():
     with pytest.raises(UploadRejected) as caught:
-        read_upload(None, LIMITS)
+        read_upload_with_digest(None, LIMITS)
     assert caught.value.status == 400
     earlier = UploadRejected("not_a_file", "text")
     with pytest.raises(UploadRejected) as caught:
-        read_upload(earlier, LIMITS)
+        read_upload_with_digest(earlier, LIMITS)
     assert caught.value is earlier
 
 
 def test_good_upload_decodes(good_jpeg):
-    decoded = read_upload(good_jpeg, LIMITS)
+    decoded, _ = read_upload_with_digest(good_jpeg, LIMITS)
     assert decoded.pixels.ndim == 2 and decoded.pixels.dtype == np.uint8
 
 

@@ -1,7 +1,8 @@
 """The DVC `clahe` stage: data/raw -> data/clahe (same layout as PNG, plus a manifest).
 
-Each image goes through `preprocessing.preprocess_gray` with the CLAHE variant: the very
-function training and serving use, so the derived dataset is what a CLAHE model sees.
+Each image goes through `preprocessing.preprocess_gray` with the CLAHE variant, the function
+training and serving use, at the export's size from params.yaml. Training does not read the
+result: it applies CLAHE itself at each model's input size (see dvc.yaml).
 """
 
 from __future__ import annotations

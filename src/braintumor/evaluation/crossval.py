@@ -220,7 +220,7 @@ def headline(summary: dict[str, Any]) -> dict[str, float]:
 
 def render_cv_report(summary: dict[str, Any], title: str, details: dict[str, str]) -> str:
     """The summary as one self-contained HTML page (the run report's style)."""
-    from braintumor.reporting import CSS
+    from braintumor.htmlkit import CSS
 
     grouped, ungrouped = (summary["schemes"][s] for s in SCHEMES)
 

@@ -89,13 +89,3 @@ def fit_detector(
             raise ValueError(f"k must be between 1 and {len(z)}, not {k}")
         return OodDetector("knn", {"bank": z.astype(np.float32)}, k=k)
     raise ValueError(f"OOD detector must be one of {DETECTORS}, not {kind!r}")
-
-
-def knn_reference_scores(detector: OodDetector, embeddings: np.ndarray) -> np.ndarray:
-    """The kNN score of `embeddings` computed by scikit-learn (the check of `score`)."""
-    from sklearn.neighbors import NearestNeighbors
-
-    search = NearestNeighbors(n_neighbors=detector.k, metric="cosine")
-    search.fit(detector.arrays["bank"])
-    distances, _ = search.kneighbors(l2_normalise(embeddings))
-    return distances[:, -1]

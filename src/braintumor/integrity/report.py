@@ -1,14 +1,10 @@
-"""The audit as one self-contained HTML file: tables of figures and example pairs.
-
-Everything is inline (CSS, PNG thumbnails as base64 data URIs); the file opens offline and
-can be attached to a run or an email as is.
+"""The audit as one self-contained HTML file (`braintumor.htmlkit`): tables of figures and
+example pairs, with PNG thumbnails inline.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,28 +13,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from braintumor.htmlkit import data_uri, image, page, table
+from braintumor.htmlkit import escape as _e
 from braintumor.integrity.dedup import Duplicates
 from braintumor.integrity.figures import image_sources
 from braintumor.integrity.verify import load_gray
 
 THUMBNAIL = 160
 EXAMPLES_PER_KIND = 4
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
-max-width:1100px;color:#1a1a1a;line-height:1.45;padding:0 1rem}
-h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2.2rem;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;margin:.6rem 0 1rem}th,td{border:1px solid #bbb;
-padding:.25rem .6rem;text-align:right}th{background:#eef}
-td:first-child,th:first-child{text-align:left}
-.warn{background:#fff4d6;border-left:4px solid #d08c00;padding:.5rem .8rem}
-.ok{background:#e8f6ea;border-left:4px solid #2a8a3a;padding:.5rem .8rem}
-.pairs{display:flex;flex-wrap:wrap;gap:1rem}.pair{border:1px solid #ccc;padding:.4rem;
-background:#fafafa;max-width:100%}.pair img{background:#000;margin-right:.3rem;vertical-align:top}
-.caption{font-size:.8rem;color:#333;max-width:520px;word-break:break-all}
-pre{background:#f4f4f4;padding:.6rem;overflow-x:auto;font-size:.8rem}
-.meta{color:#555;font-size:.9rem}
-"""
 
 
 def thumbnail_data_uri(gray: np.ndarray, size: int = THUMBNAIL) -> str:
@@ -52,17 +34,7 @@ def thumbnail_data_uri(gray: np.ndarray, size: int = THUMBNAIL) -> str:
     ok, encoded = cv2.imencode(".png", gray)
     if not ok:
         raise ValueError("could not encode a thumbnail")
-    return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value))
-
-
-def _table(rows: Iterable[Iterable[Any]], header: Iterable[Any]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return data_uri(encoded.tobytes())
 
 
 def _nested_table(nested: dict[str, dict[str, int]], row_name: str) -> str:
@@ -74,7 +46,7 @@ def _nested_table(nested: dict[str, dict[str, int]], row_name: str) -> str:
     ]
     totals = ["total", *(sum(inner.get(c, 0) for inner in nested.values()) for c in columns)]
     rows.append([*totals, sum(totals[1:])])
-    return _table(rows, [row_name, *columns, "total"])
+    return table(rows, [row_name, *columns, "total"])
 
 
 class _Images:
@@ -93,9 +65,7 @@ class _Images:
 
 
 def _figure(images: _Images, paths: list[str], caption: str) -> str:
-    tags = "".join(
-        f'<img src="{images.uri(p)}" alt="{_e(p)}" title="{_e(p)}">' for p in paths if images.uri(p)
-    )
+    tags = "".join(image(images.uri(p), alt=p, title=p) for p in paths if images.uri(p))
     return f'<div class="pair">{tags}<div class="caption">{caption}</div></div>'
 
 
@@ -205,7 +175,7 @@ def _sources_section(
         "<p>Images of the row's source with a copy (exact, near or mirrored: the same duplicate "
         "cluster) in the column's source; on the diagonal, images with another copy in their "
         "own source. Unique: images with no copy in any other source.</p>",
-        _table(
+        table(
             [[a, *(shared[a][b] for b in names), sources["unique_images"][a]] for a in names],
             ["source", *names, "unique to it"],
         ),
@@ -234,7 +204,7 @@ def _sources_section(
             ]
             for c in conflicts["list"][: 4 * EXAMPLES_PER_KIND]
         ]
-        parts.append(_table(rows, ["cluster", "labels by source"]))
+        parts.append(table(rows, ["cluster", "labels by source"]))
     parts.append(_source_examples(images, manifest, duplicates))
     return "\n".join(parts)
 
@@ -283,7 +253,7 @@ def _appearance_section(images: _Images, appearance: dict[str, Any] | None) -> s
         f"{_e(appearance.get('image_side', ''))} px, "
         "intensities normalised to the head's own range. Sequence-type proxy (the scalp band "
         "is the reference: fat is the brightest tissue in T1 images):</p>",
-        _table(
+        table(
             [
                 [g, appearance["group_descriptions"].get(g, ""), rule]
                 for g, rule in appearance["groups_rule"].items()
@@ -292,18 +262,20 @@ def _appearance_section(images: _Images, appearance: dict[str, Any] | None) -> s
         ),
         f"<p>{_e(appearance['criterion'])}.</p>",
     ]
-    for name, table in appearance["groups"].items():
-        classes = sorted({c for info in table["by_group"].values() for c in info["counts"]})
+    for name, grouped in appearance["groups"].items():
+        classes = sorted({c for info in grouped["by_group"].values() for c in info["counts"]})
         parts.append(f"<h3>Sequence-type groups, source split {_e(name)}</h3>")
         parts.append("<p>Images per group and class (share of the group):</p>")
-        parts.append(_table(_group_rows(table["by_group"], classes), ["group", "images", *classes]))
-        groups = sorted({g for shares in table["by_class"].values() for g in shares})
+        parts.append(
+            table(_group_rows(grouped["by_group"], classes), ["group", "images", *classes])
+        )
+        groups = sorted({g for shares in grouped["by_class"].values() for g in shares})
         parts.append("<p>Share of each class's images in each group:</p>")
         parts.append(
-            _table(
+            table(
                 [
                     [label, *(f"{shares.get(g, 0.0):.0%}" for g in groups)]
-                    for label, shares in table["by_class"].items()
+                    for label, shares in grouped["by_class"].items()
                 ],
                 ["class", *groups],
             )
@@ -317,11 +289,11 @@ def _appearance_section(images: _Images, appearance: dict[str, Any] | None) -> s
             mix = clusters["sequence_groups"].get(cluster, {})
             row.append(", ".join(f"{g} {n}" for g, n in mix.items()))
         parts.append(f"<h3>KMeans clusters of head histograms, source split {_e(scope)}</h3>")
-        parts.append(_table(rows, ["cluster", "images", *classes, "sequence groups"]))
+        parts.append(table(rows, ["cluster", "images", *classes, "sequence groups"]))
     parts.append("<h3>Appearance-only probe</h3>")
     parts.append(f"<p>{_e(probe['model'])} on {len(appearance['features'])} features.</p>")
     parts.append(
-        _table(
+        table(
             [
                 [
                     scope,
@@ -419,7 +391,7 @@ def render_report(
     )
     official_table = ""
     if official:
-        official_table = _table(
+        official_table = table(
             [
                 ["Testing images", official["testing_images"]],
                 [
@@ -464,11 +436,7 @@ def render_report(
     policy_rows = [[k, v] for k, v in figures["policy"].items()]
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Data integrity audit</title><style>{_CSS}</style></head><body>
-<h1>Data integrity audit</h1>
+    body = f"""<h1>Data integrity audit</h1>
 <p class="meta">Data root: {_e(data_root)} &middot; generated {generated} &middot;
 splits.csv written for protocol <b>{_e(figures["protocol"])}</b></p>
 <ul>{"".join(f"<li>{_e(s)}</li>" for s in summary)}</ul>
@@ -482,7 +450,7 @@ splits.csv written for protocol <b>{_e(figures["protocol"])}</b></p>
 {_sources_section(images, manifest, duplicates, figures)}
 
 <h2>Exact duplicates</h2>
-{_table([[k.replace("_", " "), v] for k, v in figures["exact"].items()], ["measure", "count"])}
+{table([[k.replace("_", " "), v] for k, v in figures["exact"].items()], ["measure", "count"])}
 <p>Pixel-identical means the same decoded pixels, whatever the file bytes.</p>
 {examples["exact"]}
 
@@ -492,7 +460,7 @@ splits.csv written for protocol <b>{_e(figures["protocol"])}</b></p>
 verified on pixels: both images are cropped to the head, aligned (affine ECC) and must reach a
 correlation of {near["min_correlation"]}.</p>
 {
-        _table(
+        table(
             [
                 ["candidate pairs", near["candidate_pairs"]],
                 ["verified: the same picture", near["verified_pairs"]],
@@ -514,7 +482,7 @@ Examples of verified pairs (lowest scores first):</p>
 
 <h2>Duplicate clusters</h2>
 {
-        _table(
+        table(
             [
                 ["clusters (2 or more images)", clusters["clusters"]],
                 ["images in clusters", clusters["images_in_clusters"]],
@@ -525,7 +493,7 @@ Examples of verified pairs (lowest scores first):</p>
         )
     }
 <h3>Clusters per class</h3>
-{_table(sorted(clusters["clusters_by_class"].items()), ["class", "clusters"])}
+{table(sorted(clusters["clusters_by_class"].items()), ["class", "clusters"])}
 <h3>Redundant images per source split and class</h3>
 <p>Copies beyond the one image kept per cluster (quarantined clusters not counted).</p>
 {_nested_table(clusters["redundant_by_split_class"], "source split")}
@@ -537,7 +505,7 @@ Examples of verified pairs (lowest scores first):</p>
 
 <h2>Leakage between Training and Testing</h2>
 <p>{leakage["clusters_spanning_training_and_testing"]} clusters span both source splits.</p>
-{_table(leak_rows, ["class", "Testing images", "with a Training twin"])}
+{table(leak_rows, ["class", "Testing images", "with a Training twin"])}
 {examples["leak"]}
 
 <h2>Splits</h2>
@@ -551,13 +519,13 @@ and class, for each protocol:</p>
         _e(shortcut["criterion"])
     }.</p>
 {
-        _table(
+        table(
             scope_rows,
             ["scope", "images", "balanced accuracy", "chance", "no tumour vs tumour", "shortcut"],
         )
     }
 {
-        _table(
+        table(
             size_rows,
             [
                 "source split",
@@ -574,10 +542,9 @@ and class, for each protocol:</p>
 {_appearance_section(images, appearance)}
 
 <h2>Policy</h2>
-{_table(policy_rows, ["setting", "value"])}
-<p class="meta">Timings (s): {_e(figures.get("timings", {}))}</p>
-</body></html>
-"""
+{table(policy_rows, ["setting", "value"])}
+<p class="meta">Timings (s): {_e(figures.get("timings", {}))}</p>"""
+    return page("Data integrity audit", body)
 
 
 def write_report(

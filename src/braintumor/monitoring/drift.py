@@ -22,13 +22,13 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from braintumor.htmlkit import FAIL_COLOUR, PASS_COLOUR, escape
 from braintumor.monitoring.features import (
     CATEGORICAL_FEATURES,
     CONFIDENCE,
@@ -199,11 +199,6 @@ def decide_drift(
     )
 
 
-def is_drifted(result: DriftResult, policy: DriftPolicy | None = None) -> bool:
-    """Whether `result` is drift under `policy` (default: the policy it was computed with)."""
-    return decide_drift(result.per_column, policy or result.policy)[0]
-
-
 def drift_columns(reference: pd.DataFrame, current: pd.DataFrame) -> list[str]:
     """The known feature columns present in both tables, in `FEATURE_COLUMNS` order."""
     return [c for c in FEATURE_COLUMNS if c in reference.columns and c in current.columns]
@@ -266,7 +261,7 @@ def with_verdict(html: str, drifted: bool, reasons: Sequence[str]) -> str:
     """Put the policy's verdict at the top of Evidently's page: Evidently's own headline
     ("Dataset Drift is NOT detected") applies the share rule only, not the strong-column or
     critical-column rules, and must not be the first thing a reader sees."""
-    colour, verdict = ("#a4161a", "DRIFT DETECTED") if drifted else ("#0a6b2d", "no drift")
+    colour, verdict = (FAIL_COLOUR, "DRIFT DETECTED") if drifted else (PASS_COLOUR, "no drift")
     items = "".join(f"<li>{escape(reason)}</li>" for reason in reasons)
     banner = (
         f'<div id="braintumor-verdict" style="font-family:system-ui,sans-serif;margin:1rem '

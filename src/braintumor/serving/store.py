@@ -103,13 +103,6 @@ def save_to_bentoml(
     return str(stored.tag)
 
 
-def load_card(model_tag: str) -> ModelCard:
-    """The card of a model-store entry."""
-    import bentoml
-
-    return ModelCard.from_metadata(bentoml.models.get(model_tag).info.metadata)
-
-
 def find_project_dir(start: str | Path | None = None) -> Path:
     """The folder holding `bentofile.yaml`: `start` (default: the working directory) or one
     of its parents, else the repository this library was installed from."""

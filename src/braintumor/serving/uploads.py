@@ -116,18 +116,14 @@ class Upload:
 UploadSource = bytes | str | Path | Upload | UploadRejected | None
 
 
-def read_upload(source: UploadSource, limits: UploadLimits) -> DecodedImage:
+def read_upload_with_digest(source: UploadSource, limits: UploadLimits) -> tuple[DecodedImage, str]:
     """Check and decode one upload: its bytes (or an `Upload`), a file path, or the refusal
-    that reading the request already produced (re-raised).
+    that reading the request already produced (re-raised); with the sha256 (hex) of the
+    upload's bytes as received.
 
     Raises:
         UploadRejected: missing, empty, too large, not an image, truncated, too many pixels.
     """
-    return read_upload_with_digest(source, limits)[0]
-
-
-def read_upload_with_digest(source: UploadSource, limits: UploadLimits) -> tuple[DecodedImage, str]:
-    """`read_upload`, plus the sha256 (hex) of the upload's bytes as received."""
     if isinstance(source, UploadRejected):
         raise source
     if isinstance(source, Upload):

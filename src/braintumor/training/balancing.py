@@ -16,7 +16,7 @@
   are balanced inside every group (`group_class_weights`). Then the group says nothing about
   the class in the weighted data, so a model gains nothing from the "sequence shortcut"
   (a look that goes with one class). A group that holds one class only cannot be balanced
-  by weights: `describe_groups` lists such groups.
+  by weights.
 """
 
 from __future__ import annotations
@@ -88,39 +88,6 @@ def group_class_weights(
     weights = sizes[group] / (present[group] * cells[group, y])
     weights = np.minimum(weights, max_weight)
     return (weights / weights.mean()).astype(np.float32)
-
-
-def describe_groups(
-    y: np.ndarray,
-    groups: np.ndarray,
-    class_names: tuple[str, ...] | list[str],
-    sample_weight: np.ndarray | None = None,
-    single_class_share: float = 0.95,
-) -> dict:
-    """Per group: image counts per class, and the largest class's share of the weight.
-
-    `nearly_single_class` lists the groups where one class carries more than
-    `single_class_share` of the (weighted) group: the shortcut a sampling or weighting
-    scheme must break, and cannot where a group holds one class only.
-    """
-    y = np.asarray(y, dtype=np.int64)
-    groups = np.asarray(groups).astype(str)
-    weight = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
-    k = len(class_names)
-    table: dict[str, dict] = {}
-    flagged = []
-    for name in np.unique(groups):
-        members = groups == name
-        counts = np.bincount(y[members], minlength=k)
-        weighted = np.bincount(y[members], weights=weight[members], minlength=k)
-        share = float(weighted.max() / max(weighted.sum(), 1e-12))
-        table[str(name)] = {
-            "counts": {class_names[i]: int(counts[i]) for i in range(k)},
-            "largest_class_share": round(share, 4),
-        }
-        if share > single_class_share:
-            flagged.append(str(name))
-    return {"groups": table, "nearly_single_class": flagged}
 
 
 def target_counts(y: np.ndarray, num_classes: int, target_ratio: float) -> np.ndarray:

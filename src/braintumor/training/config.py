@@ -1,7 +1,7 @@
 """`TrainingConfig`: everything one training run needs, validated once at the edge.
 
 The ZenML pipeline passes one of these per backbone from a YAML run config; the benchmark
-and tests build them from dicts. Inside the library the plain dataclasses it produces
+and tests build them from dicts. Inside the library the plain specs it holds or produces
 (`PreprocessSpec`, `HeadSpec`, `CnnSpec`, `AugmentSpec`) are what functions take.
 """
 
@@ -28,20 +28,6 @@ from braintumor.training.augment_spec import AugmentSpec
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PreprocessingConfig(_Strict):
-    """The fields of `braintumor.preprocessing.PreprocessSpec`."""
-
-    image_size: int = Field(128, ge=16, le=1024)
-    channels: Literal[1, 3] = 1
-    variant: Literal["raw", "clahe"] = "raw"
-    clahe_clip_limit: float = Field(2.0, gt=0)
-    clahe_tile_grid: int = Field(8, ge=1)
-    crop_to_head: bool = False
-
-    def spec(self) -> PreprocessSpec:
-        return PreprocessSpec(**self.model_dump())
 
 
 class HeadConfig(_Strict):
@@ -222,7 +208,7 @@ class TrainingConfig(_Strict):
     task: Literal["four_class", "binary"] = TASK_FOUR_CLASS
     backbone: str = "custom_cnn"
     weights: str | None = None  # "imagenet", null, or the path of a base weights file
-    preprocessing: PreprocessingConfig = PreprocessingConfig()
+    preprocessing: PreprocessSpec = PreprocessSpec()
     head: HeadConfig = HeadConfig()
     cnn: CnnConfig = CnnConfig()
     batch_size: int = Field(32, ge=1)
@@ -304,7 +290,7 @@ class TrainingConfig(_Strict):
         return self.weights is not None
 
     def preprocess_spec(self) -> PreprocessSpec:
-        return self.preprocessing.spec()
+        return self.preprocessing
 
     def input_shape(self) -> tuple[int, int, int]:
-        return self.preprocess_spec().input_shape
+        return self.preprocessing.input_shape
