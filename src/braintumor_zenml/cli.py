@@ -13,8 +13,6 @@ from rich.table import Table
 
 from braintumor.cli import HOLDOUT_HELP, PROTOCOL_HELP, app, console, out, user_errors
 
-__all__ = ["app"]
-
 
 def _print_leaderboard(rows: list[dict], winner: str | None) -> None:
     table = Table(title="Leaderboard (validation)")
