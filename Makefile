@@ -87,7 +87,7 @@ test: setup browser lint
 # report and drift reports. No login on a local server; analytics off; Ctrl+C stops it.
 DASHBOARD_PORT ?= 8237
 dashboard: zenml
-	$(BIN)/python -m pipelines.dashboard --port $(DASHBOARD_PORT)
+	$(BIN)/python -m braintumor_zenml.dashboard --port $(DASHBOARD_PORT)
 
 clean-data:
 	rm -rf data/raw data/clahe data/quarantine data/quarantine.csv data/audit

@@ -39,7 +39,7 @@ def main() -> None:
     from zenml.client import Client
 
     from braintumor.data.ingest import ingest
-    from pipelines.launch import launch_training
+    from braintumor_zenml.launch import launch_training
 
     data = ingest(args.data, out_dir=home / "data" / "raw").out_dir
     results = {}

@@ -25,7 +25,7 @@ from braintumor.evaluation.crossval import SCHEMES, CrossValidationError
 from braintumor.integrity.policy import IntegrityPolicy
 from braintumor.lineage import git_commit
 from braintumor.run_config import RunConfig
-from pipelines.launch import data_parameters, read_run_config, submit
+from braintumor_zenml.launch import data_parameters, read_run_config, submit
 from pipelines.training import training_step_settings
 from steps.audit_data import audit_data
 from steps.cv_fold import cv_fold

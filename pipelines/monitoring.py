@@ -13,10 +13,10 @@ from zenml import pipeline
 from zenml.client import Client
 
 from braintumor.constants import ARTIFACT_DRIFT_REPORT, ARTIFACT_DRIFT_SUMMARY, MODEL_NAME
+from braintumor_zenml.production_model import production_reference
 from steps.detect_drift import detect_drift
 from steps.load_current_features import load_current_features
 from steps.load_reference_features import load_reference_features
-from steps.production_model import production_reference
 
 
 @pipeline(enable_cache=False)

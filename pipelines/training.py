@@ -54,7 +54,7 @@ def training_step_settings(config: RunConfig) -> dict[str, Any]:
     """Resources for each train_<backbone> step (no other step asks for any).
 
     `ResourceSettings` carries the GPU, CPU and memory requests; the project's Kubeflow flavor
-    (`pipelines.kubeflow_flavor`) compiles them into the KFP spec. ZenML's Kubernetes
+    (`braintumor_zenml.kubeflow_flavor`) compiles them into the KFP spec. ZenML's Kubernetes
     orchestrator ignores `ResourceSettings` for step pods, so the same requests also go into
     its pod settings (settings of a flavor not in the active stack are ignored).
     """

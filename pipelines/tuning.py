@@ -22,7 +22,7 @@ from zenml import pipeline
 from braintumor.lineage import git_commit
 from braintumor.run_config import RunConfig
 from braintumor.tuning import best_config_document
-from pipelines.launch import (
+from braintumor_zenml.launch import (
     RunConfigError,
     SubmissionError,
     data_parameters,

@@ -14,7 +14,7 @@ from zenml.types import HTMLString
 from braintumor.constants import ARTIFACT_AUDIT
 from braintumor.integrity.audit import run_audit
 from braintumor.integrity.policy import IntegrityPolicy
-from steps.materializers import ImageFolder
+from braintumor_zenml.materializers import ImageFolder
 
 
 def audit_headline(figures: dict[str, Any]) -> dict[str, Any]:

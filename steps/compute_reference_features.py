@@ -10,7 +10,7 @@ from zenml import log_metadata, step
 
 from braintumor.constants import ARTIFACT_REFERENCE_FEATURES, TRAIN
 from braintumor.monitoring.features import SkippedImage, manifest_feature_table
-from steps.materializers import ImageFolder
+from braintumor_zenml.materializers import ImageFolder
 
 
 @step

@@ -9,7 +9,7 @@ from zenml import log_metadata, step
 
 from braintumor.evaluation.crossval import cross_validate_fold
 from braintumor.training.config import TrainingConfig
-from steps.materializers import ImageFolder
+from braintumor_zenml.materializers import ImageFolder
 from steps.train_backbone import _log_epoch
 
 

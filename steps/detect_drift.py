@@ -12,7 +12,7 @@ from zenml.types import HTMLString
 
 from braintumor.constants import ARTIFACT_DRIFT_REPORT, ARTIFACT_DRIFT_SUMMARY, MODEL_NAME
 from braintumor.monitoring.drift import DriftPolicy, drift_report
-from steps.production_model import production_model_version
+from braintumor_zenml.production_model import production_model_version
 
 
 @step(enable_cache=False)

@@ -17,7 +17,7 @@ from braintumor.evaluation.metrics import evaluate
 from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import label_indices, load_images, select_split
 from braintumor.training.trainer import predict_proba
-from steps.materializers import ImageFolder
+from braintumor_zenml.materializers import ImageFolder
 
 
 def _latency_ms(model: keras.Model, image: np.ndarray, repeats: int = 20) -> float:

@@ -23,8 +23,8 @@ from braintumor.evaluation.metrics import evaluate, evaluate_by_group, expected_
 from braintumor.run_config import RunConfig
 from braintumor.training.dataset import DatasetError, label_indices, load_images, select_split
 from braintumor.training.trainer import predict_proba
-from steps.materializers import ImageFolder
-from steps.registry import this_run_output
+from braintumor_zenml.materializers import ImageFolder
+from braintumor_zenml.registry import this_run_output
 
 
 def _split_probs(model, images: ImageFolder, splits, name: str, spec, class_names) -> tuple:

@@ -17,7 +17,7 @@ from braintumor.constants import (
 from braintumor.guard.fit import fit_model_guard
 from braintumor.guard.ood import OodDetector
 from braintumor.run_config import RunConfig
-from steps.materializers import ImageFolder
+from braintumor_zenml.materializers import ImageFolder
 
 
 @step

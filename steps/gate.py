@@ -35,8 +35,8 @@ from braintumor.run_config import RunConfig
 from braintumor.tasks import common_view, task_of
 from braintumor.training.dataset import label_indices, load_images
 from braintumor.training.trainer import predict_proba
-from steps.materializers import ImageFolder
-from steps.registry import model_version_in_stage
+from braintumor_zenml.materializers import ImageFolder
+from braintumor_zenml.registry import model_version_in_stage
 
 logger = get_logger(__name__)
 

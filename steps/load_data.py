@@ -12,7 +12,7 @@ from zenml import get_step_context, log_metadata, step
 from braintumor.constants import ARTIFACT_MANIFEST, MANIFEST_FILE
 from braintumor.data.ingest import ingest
 from braintumor.data.manifest import read_manifest
-from steps.materializers import ImageFolder, ImageFolderMaterializer
+from braintumor_zenml.materializers import ImageFolder, ImageFolderMaterializer
 
 
 @step(output_materializers={"raw_images": ImageFolderMaterializer})

@@ -10,7 +10,7 @@ from zenml import log_metadata, step
 
 from braintumor.constants import ARTIFACT_DRIFT_REFERENCE, ARTIFACT_REFERENCE_FEATURES, MODEL_NAME
 from braintumor.monitoring.monitor import load_features
-from steps.production_model import production_reference
+from braintumor_zenml.production_model import production_reference
 
 
 @step(enable_cache=False)  # the folder behind a path changes between runs

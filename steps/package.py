@@ -15,8 +15,8 @@ from braintumor.guard.review import GuardCard
 from braintumor.run_config import RunConfig
 from braintumor.serving.store import package_model
 from braintumor.training.dataset import label_indices, load_images, select_split
-from steps.materializers import ImageFolder
-from steps.registry import model_card
+from braintumor_zenml.materializers import ImageFolder
+from braintumor_zenml.registry import model_card
 
 logger = get_logger(__name__)
 

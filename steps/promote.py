@@ -13,7 +13,7 @@ from typing import Annotated
 from zenml import get_step_context, log_metadata, step
 from zenml.logger import get_logger
 
-from steps.registry import earlier_version_holding, now_iso, set_stage, this_run_artifact
+from braintumor_zenml.registry import earlier_version_holding, now_iso, set_stage, this_run_artifact
 
 logger = get_logger(__name__)
 

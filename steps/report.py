@@ -15,7 +15,7 @@ from braintumor.evaluation import plots
 from braintumor.reporting import RunReport, build_gallery, figure_png, render_run_report
 from braintumor.run_config import RunConfig
 from braintumor.training.dataset import label_indices, load_images, select_split
-from steps.materializers import ImageFolder
+from braintumor_zenml.materializers import ImageFolder
 
 
 @step

@@ -14,7 +14,7 @@ from zenml.logger import get_logger
 from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import load_split_arrays
 from braintumor.training.trainer import EpochReport, train_model
-from steps.materializers import ImageFolder
+from braintumor_zenml.materializers import ImageFolder
 
 logger = get_logger(__name__)
 

@@ -10,7 +10,7 @@ from zenml.logger import get_logger
 
 from braintumor.training.trainer import EpochReport
 from braintumor.tuning import run_study
-from steps.materializers import ImageFolder
+from braintumor_zenml.materializers import ImageFolder
 
 logger = get_logger(__name__)
 

@@ -11,7 +11,7 @@ import pandas as pd
 from zenml import log_metadata, step
 
 from braintumor.tuning import link_images, tuning_rows
-from steps.materializers import ImageFolder, ImageFolderMaterializer
+from braintumor_zenml.materializers import ImageFolder, ImageFolderMaterializer
 
 
 @step(output_materializers={"tuning_images": ImageFolderMaterializer})

@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from braintumor.cli import app
 from braintumor.constants import DEFAULT_SOURCE_NAME
 from braintumor.data.batches import add_batch, read_quarantine, source_counts
 from braintumor.data.ingest import ingest
 from braintumor.data.manifest import read_manifest
 from braintumor.data.sources import SourceError, UnknownClassError, check_source_name
 from braintumor.data.versioning import DvcError, dvc_add
+from braintumor_zenml.cli import app
 
 runner = CliRunner()
 

@@ -92,7 +92,7 @@ def test_training_without_tensorflow_names_the_extra_to_install(
     root = Path(__file__).resolve().parents[1]
     code = (
         "import sys; sys.modules['tensorflow'] = None\n"  # as if the cpu extra were missing
-        "from braintumor.cli import app\n"
+        "from braintumor_zenml.cli import app\n"
         f"app(['train', '--config', 'configs/smoke.yaml', '--data', {str(sample_dir)!r}])\n"
     )
     result = subprocess.run(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from braintumor.cli import app
+from braintumor_zenml.cli import app
 
 runner = CliRunner()
 

@@ -30,8 +30,8 @@ from zenml.artifact_stores import (
     BaseArtifactStoreFlavor,
 )
 
-from braintumor.cli import app
 from braintumor.data.ingest import ingest
+from braintumor_zenml.cli import app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "registry.example.com/braintumor/train:test"
@@ -138,7 +138,7 @@ def kubeflow_run(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory):
             component_type=StackComponentType.ARTIFACT_STORE,
         )
         client.create_flavor(
-            source="pipelines.kubeflow_flavor.ResourceKubeflowOrchestratorFlavor",
+            source="braintumor_zenml.kubeflow_flavor.ResourceKubeflowOrchestratorFlavor",
             component_type=StackComponentType.ORCHESTRATOR,
         )
         orchestrator = client.create_stack_component(

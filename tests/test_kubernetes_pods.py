@@ -96,8 +96,8 @@ def test_a_remote_orchestrator_with_a_local_store_is_one_line_and_exit_2(
     from typer.testing import CliRunner
     from zenml.stack import Stack
 
-    from braintumor.cli import app
     from braintumor.data.ingest import ingest
+    from braintumor_zenml.cli import app
 
     data_dir = ingest(sample_dir, out_dir=tmp_path / "raw").out_dir
     monkeypatch.setattr(Stack, "requires_remote_server", property(lambda self: True))

@@ -23,7 +23,7 @@ def tiny_model() -> keras.Model:
 
 
 def test_round_trip_writes_model_keras_and_predicts_the_same(tmp_path: Path) -> None:
-    from steps.materializers import MODEL_FILE, KerasModelMaterializer
+    from braintumor_zenml.materializers import MODEL_FILE, KerasModelMaterializer
 
     model = tiny_model()
     materializer = KerasModelMaterializer(uri=str(tmp_path / "artifact"))
@@ -48,7 +48,7 @@ PIPELINE = textwrap.dedent(
     from zenml import pipeline, step
     from zenml.client import Client
     from braintumor.models.backbones import CnnSpec, build_classifier
-    from steps.materializers import KerasModelMaterializer
+    from braintumor_zenml.materializers import KerasModelMaterializer
 
     @step(output_materializers=KerasModelMaterializer)
     def make() -> keras.Model:
@@ -98,6 +98,6 @@ def test_models_pass_between_real_zenml_steps_without_pickling(tmp_path: Path) -
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["materializer"].endswith("steps.materializers.KerasModelMaterializer")
+    assert result["materializer"].endswith("braintumor_zenml.materializers.KerasModelMaterializer")
     assert Path(result["uri"], "model.keras").is_file()
     assert len(result["probs"]) == 4 and abs(sum(result["probs"]) - 1) < 1e-5

@@ -18,8 +18,8 @@ from braintumor.constants import (
     TRAIN,
 )
 from braintumor.data.manifest import read_manifest
+from braintumor_zenml.materializers import ImageFolder, ImageFolderMaterializer
 from steps.compute_reference_features import compute_reference_features
-from steps.materializers import ImageFolder, ImageFolderMaterializer
 
 pytestmark = pytest.mark.slow
 
@@ -110,8 +110,8 @@ def test_pipeline_uses_and_annotates_the_production_model(sample_dir: Path, tmp_
 
 
 def test_pipeline_without_reference_or_production_model_fails_clearly(sample_dir: Path):
+    from braintumor_zenml.production_model import NoReferenceError
     from pipelines.monitoring import run_monitoring
-    from steps.production_model import NoReferenceError
 
     with pytest.raises(NoReferenceError, match="has no production version; pass a reference"):
         run_monitoring(current=str(sample_dir / "Testing"), model_name="never-trained-model")

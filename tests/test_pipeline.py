@@ -78,7 +78,7 @@ def _production() -> int | None:
 
 @pytest.fixture(scope="module")
 def first_run(data_dir: Path, lenient: Path, tmp_path_factory: pytest.TempPathFactory):
-    from pipelines.launch import launch_training
+    from braintumor_zenml.launch import launch_training
 
     reports = tmp_path_factory.mktemp("reports")
     # Straight to production: allowed under the repository's own policy only.
@@ -147,7 +147,7 @@ def test_rejected_candidate_leaves_production_unchanged_and_cache_is_used(
 ) -> None:
     from zenml.client import Client
 
-    from pipelines.launch import launch_training
+    from braintumor_zenml.launch import launch_training
 
     production = _production()
     assert production == first_run.model_version
@@ -177,8 +177,8 @@ def test_an_unchanged_rerun_moves_no_stage_and_names_the_same_model(
 ) -> None:
     from typer.testing import CliRunner
 
-    from braintumor.cli import app
-    from pipelines.launch import launch_training
+    from braintumor_zenml.cli import app
+    from braintumor_zenml.launch import launch_training
 
     before = _versions()
     # Only the gate settings differ from the first run: the training comes from the cache,
@@ -208,7 +208,7 @@ def test_the_gate_compares_only_on_images_neither_model_trained_on(
     images. They are left out of the comparison, and with too few left it is not run."""
     from zenml.client import Client
 
-    from pipelines.launch import launch_training
+    from braintumor_zenml.launch import launch_training
 
     params = yaml.safe_load(lenient.read_text())
     params["integrity"]["seed"] = 7
@@ -237,7 +237,7 @@ def test_the_gate_compares_only_on_images_neither_model_trained_on(
 
 
 def test_a_failed_run_promotes_nothing(first_run, data_dir) -> None:
-    from pipelines.launch import launch_training
+    from braintumor_zenml.launch import launch_training
 
     before = _versions()
     diverging = {"backbones": ["custom_cnn"], "training": {"learning_rate": 1e12, "epochs": 2}}
@@ -259,7 +259,7 @@ def _retrained(seed: int) -> dict:
 def staged(first_run, data_dir, lenient):
     """A new model, gated by the smoke profile's zero floors (here the same as the lenient
     repository's): staging."""
-    from pipelines.launch import launch_training
+    from braintumor_zenml.launch import launch_training
 
     outcome = launch_training(SMOKE, data_dir, lenient, overrides=_retrained(7), report_dir=None)
     assert outcome.stage == "staging" and outcome.same_model_as is None
@@ -270,7 +270,7 @@ def test_promote_decides_with_the_repository_policy(first_run, staged, lenient, 
     import bentoml
     from typer.testing import CliRunner
 
-    from braintumor.cli import app
+    from braintumor_zenml.cli import app
 
     runner = CliRunner()
     version = str(staged.model_version)
@@ -307,7 +307,7 @@ def test_rollback_restores_the_previous_production_version(first_run, staged) ->
     import bentoml
     from typer.testing import CliRunner
 
-    from braintumor.cli import app
+    from braintumor_zenml.cli import app
 
     runner = CliRunner()
     assert _production() == staged.model_version  # promoted by the test above
@@ -360,7 +360,7 @@ def test_a_binary_run_gates_both_classes_and_packages_a_binary_model(
     from braintumor.serving.metadata import ModelCard
     from braintumor.serving.predictor import Predictor
     from braintumor.serving.schemas import make_prediction
-    from pipelines.launch import launch_training
+    from braintumor_zenml.launch import launch_training
 
     assert _production() is not None  # a four-class model, from the tests above
     binary = {
@@ -398,14 +398,14 @@ def test_a_binary_run_gates_both_classes_and_packages_a_binary_model(
 
 @pytest.mark.browser
 def test_the_dashboard_shows_the_run_dag_and_its_report(first_run) -> None:
-    """`make dashboard` (pipelines/dashboard.py) in a real Chromium: the training run's DAG
+    """`make dashboard` (braintumor_zenml/dashboard.py) in a real Chromium: the training run's DAG
     with its steps, and the run report rendered as the `run_report` artifact's visualisation."""
     import shutil
     import socket
 
     from zenml.client import Client
 
-    from pipelines import dashboard
+    from braintumor_zenml import dashboard
 
     if shutil.which("chromium") is None:
         pytest.skip("Chromium is not installed: apt-get install -y chromium")

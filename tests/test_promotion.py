@@ -251,7 +251,7 @@ def test_the_comparison_says_on_how_many_images_it_ran() -> None:
 
 
 def test_source_metrics_flatten_each_source_and_drop_what_it_cannot_define() -> None:
-    from steps.registry import source_metrics
+    from braintumor_zenml.registry import source_metrics
 
     figures = {
         "weighted_f1": 0.9,

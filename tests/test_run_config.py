@@ -158,7 +158,7 @@ def test_a_params_file_without_a_gate_is_refused(tmp_path: Path) -> None:
 def test_a_run_leaves_caching_to_each_step_unless_it_is_off() -> None:
     """ZenML applies a run-level `enable_cache` to every step, over the step's own
     `enable_cache=False`: a cached `promote` would leave the new version without a stage."""
-    from pipelines.launch import run_document
+    from braintumor_zenml.launch import run_document
 
     for path in CONFIGS:
         assert "enable_cache" not in yaml.safe_load(path.read_text()), path

@@ -1,7 +1,7 @@
 """How ZenML 0.98 decides caching, as the training pipeline relies on it: a step declared
 `enable_cache=False` (promote, package) runs every time, unless the run config sets a
 run-level `enable_cache`, which ZenML applies to every step over the step's own setting.
-`pipelines.launch.run_document` therefore never sets it to true."""
+`braintumor_zenml.launch.run_document` therefore never sets it to true."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import yaml
 import zenml
 
-from pipelines.launch import run_document
+from braintumor_zenml.launch import run_document
 
 pytestmark = pytest.mark.slow
 

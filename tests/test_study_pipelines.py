@@ -11,10 +11,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from braintumor.cli import app
 from braintumor.constants import CV_MODEL_NAME
 from braintumor.data.ingest import ingest
-from pipelines.launch import read_run_config
+from braintumor_zenml.cli import app
+from braintumor_zenml.launch import read_run_config
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import yaml
 
 from braintumor.run_config import RunConfig
 from braintumor.tuning import TuningError, best_config_document, run_study, tuned_run, tuning_rows
-from pipelines.launch import read_run_config
+from braintumor_zenml.launch import read_run_config
 from tests.training_helpers import sample_splits
 
 ROOT = Path(__file__).resolve().parents[1]

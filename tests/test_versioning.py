@@ -46,7 +46,7 @@ def test_dvc_tracked_folder_gives_its_dvc_hash_and_refuses_drift(
     # The CLI says the same in one line (exit 2), no traceback.
     from typer.testing import CliRunner
 
-    from braintumor.cli import app
+    from braintumor_zenml.cli import app
 
     result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "data" / "raw")])
     assert result.exit_code == 2, result.output

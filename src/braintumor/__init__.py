@@ -1,8 +1,11 @@
 """braintumor: an MLOps system for brain-tumour MRI classification.
 
 The library holds all logic (data, integrity, models, training, evaluation, promotion,
-serving helpers). It never imports ZenML or the pipelines, so it is usable and testable
-without a stack; `steps/` and `pipelines/` wrap it.
+serving helpers) and the CLI's data commands. It never imports ZenML, `steps`, `pipelines`
+or `braintumor_zenml` (tests/test_layering.py checks), so it is usable and testable without a
+stack. The ZenML-facing code wraps it: `steps/` and `pipelines/`, and `src/braintumor_zenml/`
+(the full `braintumor` command, launching runs, Model Control Plane operations and lookups,
+materializers, the Kubeflow flavor, the dashboard).
 """
 
 import os

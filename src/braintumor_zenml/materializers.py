@@ -33,10 +33,12 @@ from zenml.materializers.base_materializer import BaseMaterializer
 import braintumor.models.layers  # noqa: F401
 from braintumor.constants import MANIFEST_FILE
 from braintumor.guard.ood import OodDetector
+from braintumor_zenml.sources import by_import_path
 
 MODEL_FILE = "model.keras"
 
 
+@by_import_path
 class KerasModelMaterializer(BaseMaterializer):
     """Read and write `keras.Model` as `<uri>/model.keras` (safe mode: no Lambda code)."""
 
@@ -67,6 +69,7 @@ class KerasModelMaterializer(BaseMaterializer):
         }
 
 
+@by_import_path
 class OodDetectorMaterializer(BaseMaterializer):
     """Read and write `OodDetector` as `<uri>/ood.npz`."""
 
@@ -86,6 +89,7 @@ class OodDetectorMaterializer(BaseMaterializer):
             return OodDetector.from_npz(local)
 
 
+@by_import_path
 @dataclass(frozen=True)
 class ImageFolder:
     """A local folder holding `manifest.csv` and the images it lists."""
@@ -102,6 +106,7 @@ def _cache_root() -> Path:
     return Path(os.environ.get("BRAINTUMOR_ARTIFACT_CACHE", default))
 
 
+@by_import_path
 class ImageFolderMaterializer(BaseMaterializer):
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (ImageFolder,)
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA

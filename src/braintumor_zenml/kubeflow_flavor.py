@@ -14,9 +14,10 @@ everything else of the stock one and changes exactly that:
 - a pipeline that cannot be uploaded or started raises `PipelineSubmissionError`, so the run
   is marked failed and `braintumor train` exits non-zero with one line.
 
-Register it once per ZenML store, from the repository root (the project must be importable):
+Register it once per ZenML store (the README's "Scaling out" has the commands): the flavor's
+source is `braintumor_zenml.kubeflow_flavor.ResourceKubeflowOrchestratorFlavor`
+(`zenml orchestrator flavor register <source>`), then
 
-    zenml orchestrator flavor register pipelines.kubeflow_flavor.ResourceKubeflowOrchestratorFlavor
     zenml orchestrator register kfp --flavor=kubeflow_resources --kubernetes_context=<context>
 
 Needs the `kubeflow` extra (kfp, kfp-kubernetes).
@@ -38,6 +39,7 @@ from zenml.integrations.kubeflow.orchestrators.kubeflow_orchestrator import Kube
 from zenml.orchestrators import PipelineSubmissionError
 
 from braintumor.run_config import kubernetes_cpu
+from braintumor_zenml.sources import by_import_path
 
 if TYPE_CHECKING:
     from kfp import dsl
@@ -165,6 +167,7 @@ class _RaisingClient:
         return call
 
 
+@by_import_path
 class ResourceKubeflowOrchestratorFlavor(KubeflowOrchestratorFlavor):
     """Kubeflow orchestrator flavor whose steps request their `ResourceSettings`."""
 

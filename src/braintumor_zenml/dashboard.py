@@ -1,4 +1,4 @@
-"""The ZenML dashboard on loopback: `make dashboard` (`python -m pipelines.dashboard`).
+"""The ZenML dashboard on loopback: `make dashboard` (`python -m braintumor_zenml.dashboard`).
 
 ZenML's local server (the `server` extra of zenml) shows this repository's store: runs, their
 DAGs, artifacts, and the run report and drift reports rendered as visualisations. It runs in

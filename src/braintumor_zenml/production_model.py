@@ -5,7 +5,7 @@ from __future__ import annotations
 from zenml.models import ArtifactVersionResponse, ModelVersionResponse
 
 from braintumor.constants import ARTIFACT_ANSWER_REFERENCE, ARTIFACT_REFERENCE_FEATURES
-from steps.registry import model_version_in_stage
+from braintumor_zenml.registry import model_version_in_stage
 
 
 class NoReferenceError(ValueError):

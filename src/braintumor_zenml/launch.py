@@ -79,7 +79,7 @@ def run_document(
 
 
 def production_version_id() -> str:
-    from steps.registry import model_version_in_stage
+    from braintumor_zenml.registry import model_version_in_stage
 
     production = model_version_in_stage("production")
     return str(production.id) if production else "none"

@@ -34,7 +34,7 @@ from braintumor.promotion import (
     decide_promotion,
     rollback_target,
 )
-from steps.registry import model_version_in_stage, now_iso, production_history, set_stage
+from braintumor_zenml.registry import model_version_in_stage, now_iso, production_history, set_stage
 
 
 class PromotionError(ValueError):
@@ -167,7 +167,7 @@ def package_version(
     from braintumor.guard.review import GuardCard
     from braintumor.serving.store import package_model
     from braintumor.training.dataset import label_indices, load_images, select_split
-    from steps.registry import model_card
+    from braintumor_zenml.registry import model_card
 
     model_version = find_version(version, stage)
     model = _run_artifact(model_version, ARTIFACT_BEST_MODEL)
