@@ -193,7 +193,7 @@ def run_protocol(
         }
     # Next to the report, named after it: quality.json -> quality_<protocol>_test_probs.npy
     np.save(out.with_name(f"{out.stem}_{name}_test_probs.npy"), probs)
-    if model_dir is not None:  # e.g. for benchmarks/serving.py --model
+    if model_dir is not None:  # --save-models
         model_dir.mkdir(parents=True, exist_ok=True)
         result.model.save(model_dir / f"quality_{name}.keras")
     return {
