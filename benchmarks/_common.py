@@ -79,8 +79,12 @@ def newest_bento() -> str:
 def pinned_model(bento_tag: str) -> tuple[str, Path]:
     """The tag and store folder of the one model a Bento packages."""
     import bentoml
+    from bentoml.exceptions import NotFound
 
-    bento = bentoml.get(bento_tag)
+    try:
+        bento = bentoml.get(bento_tag)
+    except NotFound:
+        raise SystemExit(f"no Bento {bento_tag!r} in the BentoML store") from None
     (model,) = bento.info.all_models
     return str(model.tag), Path(bentoml.models.get(model.tag).path)
 
