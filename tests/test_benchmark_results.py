@@ -49,8 +49,6 @@ PREDATE_HEADER = {
     # No CPU model, flags or RAM, a free-text note. It reads the model version's splits from the
     # ZenML store that `make run` filled, next to its Bento: about 5 minutes, not run here.
     "abstention.json": "python benchmarks/abstention.py",
-    # No CPU model, flags or RAM, a free-text note. About 15 minutes.
-    "drift.json": "python benchmarks/drift.py",
     # benchmarks/sources.py has a header of its own (no CPU model, flags or RAM) and belongs to
     # the integrity work; its leave-source-out training takes about an hour.
     "sources.json": "python benchmarks/sources.py --train figshare-br35h",
