@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -46,9 +45,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "benchmarks")]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 
-from _common import RESULTS, write_results  # noqa: E402
-
-from braintumor.lineage import git_commit  # noqa: E402
+from _common import RESULTS, header, newest_bento, pinned_model, write_results  # noqa: E402
 
 SIZE = 256  # side of the made OOD images (the service resizes every upload anyway)
 PER_KIND = 40  # images per OOD kind
@@ -59,27 +56,6 @@ def log(message: str) -> None:
 
 
 # --- the Bento and its model -----------------------------------------------------------------
-
-
-def newest_bento() -> str:
-    import bentoml
-
-    from braintumor.constants import BENTO_SERVICE_NAME
-
-    bentos = sorted(bentoml.list(BENTO_SERVICE_NAME), key=lambda b: b.info.creation_time)
-    if not bentos:
-        raise SystemExit(
-            f"no {BENTO_SERVICE_NAME} Bento in the BentoML store: run `make run` first"
-        )
-    return str(bentos[-1].tag)
-
-
-def pinned_model(bento_tag: str) -> tuple[str, Path]:
-    import bentoml
-
-    bento = bentoml.get(bento_tag)
-    (model,) = bento.info.all_models
-    return str(model.tag), Path(bentoml.models.get(model.tag).path)
 
 
 def model_splits(model_version: str):
@@ -340,8 +316,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    command = "python benchmarks/abstention.py " + shlex.join(argv or sys.argv[1:])
-    commit = git_commit(ROOT)
+    head = header("abstention", __file__, argv)
     from braintumor.constants import TEST, TRAIN, VAL
     from braintumor.guard.ood import DETECTORS, fit_detector
     from braintumor.guard.review import REASONS
@@ -473,9 +448,6 @@ def main(argv: list[str] | None = None) -> dict:
                 "errors_flagged": round(float(test["flagged"][errors].mean()), 4)
                 if errors.any()
                 else None,
-                "note": "Testing images with no copy in Training that this model did not train "
-                "on (its own test split); a model trained with --protocol official would be "
-                "measured on all of them",
             },
         },
         "conformal": {
@@ -497,7 +469,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"serving, {workers} worker(s): {cost['eight_clients']['throughput_rps']} req/s "
                 f"at 8 clients, RSS {cost['memory']['rss_mb_after_warmup']} MB"
             )
-    write_results("abstention", figures, command, target=args.out, commit=commit)
+    write_results(head, figures, args.out)
     log(f"wrote {args.out}")
     return figures
 

@@ -21,16 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+sys.path[:0] = [str(REPO / "src"), str(REPO / "benchmarks")]
 
-from braintumor.lineage import git_commit  # noqa: E402
+from _common import RESULTS, header, write_results  # noqa: E402
 
-RESULTS = REPO / "benchmarks" / "results"
 PROTOCOL = "resplit"
 SHORTCUT_GROUP = "t2_like"
 
@@ -91,17 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     baseline = json.loads(args.baseline.read_text())
     candidate = json.loads(args.candidate.read_text())
     choice = {
-        "benchmark": "recipe_choice",
-        "command": " ".join(
-            [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
-        ),
-        "git_commit": git_commit(REPO),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **header("recipe_choice", __file__, argv),
         "baseline_file": str(args.baseline),
         "candidate_file": str(args.candidate),
         **decide(baseline, candidate, args.max_f1_drop),
     }
-    args.out.write_text(json.dumps(choice, indent=2) + "\n")
+    write_results(choice, {}, args.out)
     if choice["adopt_candidate"]:
         args.profile_out.write_text(json.dumps({**candidate, "choice": choice}, indent=2) + "\n")
     print(

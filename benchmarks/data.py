@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import FULL_DATASET, write_results
+from _common import FULL_DATASET, header, write_results
 
 from braintumor.data.clahe_stage import derive_clahe
 from braintumor.data.ingest import ingest
@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--source", default=str(FULL_DATASET))
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    head = header("data", __file__)
     if not Path(args.source).exists():
         sys.exit(f"dataset not found at {args.source}: pass --source")
     spec = clahe_params(Path(__file__).resolve().parents[1] / "params.yaml").spec()
@@ -64,7 +65,7 @@ def main() -> None:
         },
         "runs": runs,
     }
-    target = write_results("data", figures, "python benchmarks/data.py")
+    target = write_results(head, figures)
     print(f"ingest {ingest_s:.1f} s, clahe {clahe_s:.1f} s for {images} images -> {target}")
 
 

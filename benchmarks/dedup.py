@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -33,12 +32,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks")]
+
+from _common import FULL_DATASET, RESULTS, header, write_results  # noqa: E402
 
 from braintumor.integrity.clusters import connected_clusters  # noqa: E402
 from braintumor.integrity.index import choose_chunks, pairs_within  # noqa: E402
-
-DEFAULT_DATASET = ROOT.parent / "shared" / "datasets" / "brain-tumor-classification-mri"
 
 
 def _flip_random_bits(values: np.ndarray, counts: np.ndarray, rng) -> np.ndarray:
@@ -156,19 +155,13 @@ def main() -> int:
     parser.add_argument("--mirrored", type=int, default=2_000)
     parser.add_argument("--max-distance", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    parser.add_argument("--dataset", type=Path, default=FULL_DATASET)
     parser.add_argument("--skip-dataset", action="store_true")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "dedup.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "dedup.json")
     args = parser.parse_args()
 
-    report = {
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        },
-        "note": "timings taken on a shared machine are provisional; re-measure on a quiet one",
-    }
+    head = header("dedup", __file__)
+    report = {}
     report["synthetic"] = bench_synthetic(
         args.n, args.planted, args.mirrored, args.max_distance, args.repeats
     )
@@ -179,9 +172,8 @@ def main() -> int:
     else:
         report["dataset"] = None
     report["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    head["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    write_results(head, report, args.out)
     print(f"written to {args.out}")
     return 0
 

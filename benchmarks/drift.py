@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import FULL_DATASET, write_results
+from _common import FULL_DATASET, header, write_results
 
 from braintumor.imaging import decode_image
 from braintumor.monitoring.drift import DriftPolicy, drift_report
@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--detect-repeats", type=int, default=5, help="checks per change")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    head = header("drift", __file__)
     if not (args.source / "Training").is_dir():
         sys.exit(f"dataset not found at {args.source}: pass --source")
     rng = np.random.default_rng(args.seed)
@@ -173,9 +174,8 @@ def main() -> None:
             "training_set_images_per_s": round(len(training) / features_s, 1),
             "drift_report_s_median": round(statistics.median(report_seconds), 2),
         },
-        "note": "provisional: measured on a shared 2-core machine with other work running",
     }
-    target = write_results("drift", figures, "python benchmarks/drift.py " + " ".join(sys.argv[1:]))
+    target = write_results(head, figures)
     print(f"wrote {target}")
 
 

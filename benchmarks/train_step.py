@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO_ROOT, write_results
+from _common import REPO_ROOT, header, write_results
 
 from braintumor.training.trainer import BF16_CPU_FLAGS, cpu_flags
 
@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/train_step.json")
     args = parser.parse_args(argv)
+    head = header("train_step", __file__, argv)
     native_bf16 = sorted(BF16_CPU_FLAGS & cpu_flags())
     results: dict[str, dict] = {}
     for name, variant in VARIANTS.items():
@@ -114,24 +115,14 @@ def main(argv: list[str] | None = None) -> None:
     for measured in results.values():
         if "median_ms_per_image" in measured:
             measured["speedup"] = round(baseline / measured["median_ms_per_image"], 2)
-    cpu_name = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown",
-    )
     path = write_results(
-        "train_step",
+        head,
         {
             "config": os.path.relpath(args.config.resolve(), REPO_ROOT),
-            "cpu": cpu_name,
             "native_bf16_flags": native_bf16,
             "steps_per_repeat": args.steps,
             "variants": results,
         },
-        "python benchmarks/train_step.py " + " ".join(sys.argv[1:] if argv is None else argv),
         args.out,
     )
     print(f"figures written to {path}")

@@ -38,7 +38,7 @@ def test_quality_benchmark_writes_every_figure_per_protocol(
     assert code == 0
     report = json.loads(out.read_text())
     assert report["config"]["epochs"] == 1 and report["config"]["cnn"]["filters"] == [8, 16]
-    assert report["machine"]["cores"] >= 1 and report["git_commit"]
+    assert report["machine"]["cpu_cores"] >= 1 and report["git_commit"]
     assert report["command"].startswith("python benchmarks/quality.py --data-root")
     assert report["measured_at"]
     result = report["protocols"]["resplit"]
