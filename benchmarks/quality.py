@@ -58,6 +58,7 @@ from braintumor.constants import (  # noqa: E402
 )
 from braintumor.evaluation.metrics import evaluate, evaluate_by_group, tumour_vs_none  # noqa: E402
 from braintumor.lineage import git_commit  # noqa: E402
+from braintumor.models.inference import predict_proba  # noqa: E402
 from braintumor.tasks import binary_probs  # noqa: E402
 from braintumor.training.config import TrainingConfig  # noqa: E402
 from braintumor.training.dataset import label_indices, load_split_arrays  # noqa: E402
@@ -66,7 +67,6 @@ from braintumor.training.trainer import (  # noqa: E402
     EpochReport,
     appearance_groups,
     cpu_flags,
-    predict_proba,
     train_model,
 )
 

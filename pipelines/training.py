@@ -120,7 +120,7 @@ def training_pipeline(
     compute_reference_features(images=images, splits=splits)  # for drift checks later
     class_balance = plan_balance(splits=splits, run=run)
 
-    trainings, val_metrics = [], []
+    models, trainings, val_metrics = [], [], []
     for backbone in config.backbones:
         training = config.training_config(backbone, clahe).model_dump(mode="json")
         per_backbone = {"substitutions": {"backbone": backbone}}
@@ -130,12 +130,17 @@ def training_pipeline(
         metrics = evaluate_backbone.with_options(**per_backbone)(
             model, images, splits, config=training, id=f"evaluate_{backbone}"
         )
+        models.append(model)
         trainings.append(summary)
         val_metrics.append(metrics)
 
-    leaderboard, winner = select_best(val_metrics=val_metrics, trainings=trainings)
+    # The winner is known only when the run gets there; select_best takes every model as an
+    # input and hands the winner's on, so no step looks a model up by name.
+    leaderboard, winner, winner_model = select_best(
+        val_metrics=val_metrics, trainings=trainings, models=models
+    )
     best_model, test_metrics, test_predictions = evaluate_winner(
-        winner=winner, images=images, splits=splits, run=run, clahe=clahe
+        winner_model=winner_model, winner=winner, images=images, splits=splits, run=run, clahe=clahe
     )
     guard, ood_detector, _ = fit_guard(
         best_model=best_model,

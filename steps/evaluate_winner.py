@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import keras
-import numpy as np
 import pandas as pd
 from zenml import log_metadata, step
 from zenml.artifacts.artifact_config import ArtifactConfig
@@ -18,13 +17,12 @@ from braintumor.constants import (
     TEST,
     VAL,
 )
-from braintumor.evaluation.calibration import calibrate, fit_temperature
-from braintumor.evaluation.metrics import evaluate, evaluate_by_group, expected_calibration_error
+from braintumor.evaluation.calibration import fit_temperature
+from braintumor.evaluation.scoring import calibrated_test_scores, prediction_table
+from braintumor.models.inference import predict_proba
 from braintumor.run_config import RunConfig
 from braintumor.training.dataset import DatasetError, label_indices, load_images, select_split
-from braintumor.training.trainer import predict_proba
 from steps.materializers import ImageFolder
-from steps.registry import this_run_output
 
 
 def _split_probs(model, images: ImageFolder, splits, name: str, spec, class_names) -> tuple:
@@ -37,6 +35,7 @@ def _split_probs(model, images: ImageFolder, splits, name: str, spec, class_name
 
 @step
 def evaluate_winner(
+    winner_model: keras.Model,
     winner: str,
     images: ImageFolder,
     splits: pd.DataFrame,
@@ -52,34 +51,12 @@ def evaluate_winner(
     """Test metrics of the winner; `best_model` is the model every version is served from."""
     config = RunConfig(**run).training_config(winner, clahe)
     spec, names = config.preprocess_spec(), config.class_names
-    model = this_run_output(f"train_{winner}", f"model_{winner}")
-    _, y_val, val_probs = _split_probs(model, images, splits, VAL, spec, names)
+    _, y_val, val_probs = _split_probs(winner_model, images, splits, VAL, spec, names)
     temperature = fit_temperature(val_probs, y_val)
-    rows, y, raw = _split_probs(model, images, splits, TEST, spec, names)
-    probs = calibrate(raw, temperature)
-    metrics = evaluate(y, probs, names)
-    metrics.update(
-        backbone=winner,
-        split=TEST,
-        task=config.task,
-        protocol=str(splits["protocol"].iloc[0]),
-        temperature=temperature,
-        ece_uncalibrated=expected_calibration_error(y, raw),
-    )
-    if "source" in rows.columns:  # per source, next to the pooled figures above
-        metrics["by_source"] = evaluate_by_group(y, probs, names, rows["source"])
-    predictions = pd.DataFrame(
-        {
-            "path": rows["path"].to_numpy(),
-            "label": rows["label"].to_numpy(),  # the data's four classes, for both tasks
-            "predicted": np.asarray(names)[probs.argmax(axis=1)],
-            "confidence": probs.max(axis=1),
-        }
-    )
-    if "source" in rows.columns:
-        predictions["source"] = rows["source"].to_numpy()
-    for index, name in enumerate(names):
-        predictions[f"p_{name}"] = probs[:, index]
+    rows, y, raw = _split_probs(winner_model, images, splits, TEST, spec, names)
+    sources = rows["source"] if "source" in rows.columns else None
+    metrics, probs = calibrated_test_scores(y, raw, names, temperature, sources)
+    metrics.update(backbone=winner, task=config.task, protocol=str(splits["protocol"].iloc[0]))
     log_metadata(
         metadata={
             "backbone": winner,
@@ -102,4 +79,4 @@ def evaluate_winner(
         },
         infer_model=True,
     )
-    return model, metrics, predictions
+    return winner_model, metrics, prediction_table(rows, probs, names)

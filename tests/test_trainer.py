@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from braintumor.models.backbones import base_model, build_classifier
+from braintumor.models.inference import predict_proba
 from braintumor.models.precision import is_float32
 from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import ArraySplit
@@ -16,7 +17,6 @@ from braintumor.training.trainer import (
     EpochReport,
     TrainingError,
     choose_runtime,
-    predict_proba,
     train_model,
 )
 from tests.training_helpers import square_images

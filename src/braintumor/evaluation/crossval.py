@@ -143,8 +143,9 @@ def cross_validate_fold(
     validation rows) and score it on the fold's held-out rows."""
     import keras
 
+    from braintumor.models.inference import predict_proba
     from braintumor.training.dataset import load_split_arrays
-    from braintumor.training.trainer import log_progress, predict_proba, train_model
+    from braintumor.training.trainer import log_progress, train_model
 
     table = fold_splits(folds, scheme, fold, val_fraction, seed)
     data = load_split_arrays(table, data_root, config.preprocess_spec())

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from braintumor.constants import CLASS_NAMES
+from braintumor.models.inference import predict_proba
 from braintumor.models.precision import as_float32, global_dtype_policy
 from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import ArraySplit, SplitArrays, make_dataset, steps_per_epoch
@@ -521,16 +522,3 @@ def appearance_groups(x: np.ndarray) -> np.ndarray:
 
     grays = [np.clip(image[..., 0], 0, 255).astype(np.uint8) for image in np.asarray(x)]
     return sequence_group(appearance_table(grays)).to_numpy()
-
-
-def predict_proba(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Softmax probabilities for uint8/float images (n, size, size, channels), as float64."""
-    import keras
-
-    out = []
-    for start in range(0, len(x), batch_size):
-        batch = np.asarray(x[start : start + batch_size], dtype=np.float32)
-        out.append(keras.ops.convert_to_numpy(model(batch, training=False)))
-    if not out:
-        return np.zeros((0, model.output_shape[-1]))
-    return np.concatenate(out).astype(np.float64)
