@@ -3,11 +3,13 @@
     load data -> audit (duplicates, leakage, shortcuts) -> leakage-free split -> balance plan
       (+ reference image features of the training split, for drift monitoring)
       -> train_<backbone> -> evaluate_<backbone>   (one pair per configured backbone)
-      -> select best (validation) -> evaluate winner (test; temperature fitted on validation)
+      -> select best (validation) -> calibrate winner (validation: temperature, class offsets)
+      -> evaluate winner (test)
       -> fit guard (OOD detector on train; its threshold and conformal sets on validation)
       -> gate (vs production, on test images neither trained on) -> promote -> package -> report
 
-What is served: the winner (`best_model`) as one ONNX graph with the temperature inside
+What is served: the winner (`best_model`, its class offsets in the softmax bias) as one ONNX
+graph with the temperature inside
 (probabilities, logits, embedding, Grad-CAM maps), its guard (`guard`, `ood_detector`), and
 `answer_reference` (validation images and the model's answers) as the drift reference.
 
@@ -27,6 +29,7 @@ from zenml.config import ResourceSettings
 from braintumor.constants import MODEL_NAME
 from braintumor.run_config import RunConfig, kubernetes_cpu
 from steps.audit_data import audit_data
+from steps.calibrate_winner import calibrate_winner
 from steps.compute_reference_features import compute_reference_features
 from steps.evaluate_backbone import evaluate_backbone
 from steps.evaluate_winner import evaluate_winner
@@ -139,14 +142,23 @@ def training_pipeline(
     leaderboard, winner, winner_model = select_best(
         val_metrics=val_metrics, trainings=trainings, models=models
     )
-    best_model, test_metrics, test_predictions = evaluate_winner(
+    best_model, calibration = calibrate_winner(
         winner_model=winner_model, winner=winner, images=images, splits=splits, run=run, clahe=clahe
+    )
+    test_metrics, test_predictions = evaluate_winner(
+        best_model=best_model,
+        calibration=calibration,
+        winner=winner,
+        images=images,
+        splits=splits,
+        run=run,
+        clahe=clahe,
     )
     guard, ood_detector, _ = fit_guard(
         best_model=best_model,
         images=images,
         splits=splits,
-        test_metrics=test_metrics,
+        calibration=calibration,
         winner=winner,
         run=run,
         clahe=clahe,

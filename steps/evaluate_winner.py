@@ -1,4 +1,5 @@
-"""Step: the winner on the test split, with probabilities calibrated on validation."""
+"""Step: the winner on the test split, with the probabilities it is served with (calibrated
+on validation by calibrate_winner)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,8 @@ from typing import Annotated, Any
 import keras
 import pandas as pd
 from zenml import log_metadata, step
-from zenml.artifacts.artifact_config import ArtifactConfig
-from zenml.enums import ArtifactType
 
-from braintumor.constants import (
-    ARTIFACT_BEST_MODEL,
-    ARTIFACT_TEST_METRICS,
-    ARTIFACT_TEST_PREDICTIONS,
-    TEST,
-    VAL,
-)
-from braintumor.evaluation.calibration import fit_temperature
+from braintumor.constants import ARTIFACT_TEST_METRICS, ARTIFACT_TEST_PREDICTIONS, TEST
 from braintumor.evaluation.scoring import calibrated_test_scores, prediction_table
 from braintumor.models.inference import predict_proba
 from braintumor.run_config import RunConfig
@@ -25,40 +17,37 @@ from braintumor.training.dataset import DatasetError, label_indices, load_images
 from steps.materializers import ImageFolder
 
 
-def _split_probs(model, images: ImageFolder, splits, name: str, spec, class_names) -> tuple:
-    rows = select_split(splits, name)
-    if rows.empty:
-        raise DatasetError(f"the {name} split is empty: nothing to evaluate the winner on")
-    x = load_images(rows["path"].tolist(), images.path, spec)
-    return rows, label_indices(rows["label"].tolist(), class_names), predict_proba(model, x)
-
-
 @step
 def evaluate_winner(
-    winner_model: keras.Model,
+    best_model: keras.Model,
+    calibration: dict,
     winner: str,
     images: ImageFolder,
     splits: pd.DataFrame,
     run: dict[str, Any],
     clahe: dict[str, Any],
 ) -> tuple[
-    Annotated[
-        keras.Model, ArtifactConfig(name=ARTIFACT_BEST_MODEL, artifact_type=ArtifactType.MODEL)
-    ],
     Annotated[dict, ARTIFACT_TEST_METRICS],
     Annotated[pd.DataFrame, ARTIFACT_TEST_PREDICTIONS],
 ]:
-    """Test metrics of the winner; `best_model` is the model every version is served from."""
+    """Test metrics of `best_model`; the metadata the model card is written from."""
     config = RunConfig(**run).training_config(winner, clahe)
     spec, names = config.preprocess_spec(), config.class_names
-    _, y_val, val_probs = _split_probs(winner_model, images, splits, VAL, spec, names)
-    temperature = fit_temperature(val_probs, y_val)
-    rows, y, raw = _split_probs(winner_model, images, splits, TEST, spec, names)
+    rows = select_split(splits, TEST)
+    if rows.empty:
+        raise DatasetError("the test split is empty: nothing to evaluate the winner on")
+    x = load_images(rows["path"].tolist(), images.path, spec)
+    y = label_indices(rows["label"].tolist(), names)
     sources = rows["source"] if "source" in rows.columns else None
-    metrics, probs = calibrated_test_scores(y, raw, names, temperature, sources)
+    temperature = float(calibration["temperature"])
+    metrics, probs = calibrated_test_scores(
+        y, predict_proba(best_model, x), names, temperature, sources
+    )
     metrics.update(backbone=winner, task=config.task, protocol=str(splits["protocol"].iloc[0]))
+    offsets = calibration["class_offsets"]  # already in best_model's softmax bias
     log_metadata(
         metadata={
+            **({} if offsets is None else {"class_offsets": offsets}),
             "backbone": winner,
             "task": config.task,
             "class_names": list(names),
@@ -79,4 +68,4 @@ def evaluate_winner(
         },
         infer_model=True,
     )
-    return winner_model, metrics, prediction_table(rows, probs, names)
+    return metrics, prediction_table(rows, probs, names)

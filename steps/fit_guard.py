@@ -1,5 +1,5 @@
 """Step: fit the winner's guard (OOD detector, its threshold, conformal sets) on the training
-and validation splits, with the temperature evaluate_winner fitted; it travels to packaging."""
+and validation splits, with the temperature calibrate_winner fitted; it travels to packaging."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def fit_guard(
     best_model: keras.Model,
     images: ImageFolder,
     splits: pd.DataFrame,
-    test_metrics: dict,
+    calibration: dict,
     winner: str,
     run: dict[str, Any],
     clahe: dict[str, Any],
@@ -43,7 +43,7 @@ def fit_guard(
         images.path,
         splits,
         training.preprocess_spec(),
-        temperature=float(test_metrics["temperature"]),
+        temperature=float(calibration["temperature"]),
         class_names=training.class_names,
         review_threshold=config.review_threshold,
         settings=config.settings(),

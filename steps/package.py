@@ -34,7 +34,8 @@ def package(
     run: dict[str, Any],
 ) -> Annotated[dict, "packaged"]:
     """Packages a model that reached at least the configured stage in this run, with its
-    guard; the card's temperature is the one evaluate_winner fitted (and the guard used)."""
+    guard; the card's temperature is the one calibrate_winner fitted (and the guard used):
+    packaging fits nothing."""
     settings = RunConfig(**run).package
     if not settings.enabled:
         reason = "packaging is disabled in the run config"

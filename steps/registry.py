@@ -138,6 +138,7 @@ def model_card(model_version: ModelVersionResponse, stage: str | None = None):
         data_hash=str(metadata.get("data_hash")),
         git_commit=str(metadata.get("git_commit")),
         temperature=float(metadata.get("temperature", 1.0)),
+        class_offsets=metadata.get("class_offsets"),
     )
 
 

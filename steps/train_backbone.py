@@ -58,12 +58,6 @@ def train_backbone(
             "mirrored": result.runtime.mirrored,
         },
         "phases": result.phases,
-        # per-class offsets refitted on val and added to the softmax bias (refit_class_bias)
-        "class_logit_shift": (
-            None
-            if result.class_logit_shift is None
-            else dict(zip(result.class_names, result.class_logit_shift, strict=True))
-        ),
         "history": {
             k: [float(v) if isinstance(v, int | float) else v for v in values]
             for k, values in result.history.items()

@@ -132,6 +132,11 @@ def test_smoke_run_trains_gates_promotes_and_records_lineage(first_run) -> None:
     card = bentoml.models.get(outcome.packaged["model_tag"]).info.metadata
     assert GuardCard.model_validate(card["guard"]) == GuardCard.model_validate(guard)
     assert card["temperature"] == outcome.test_metrics["temperature"]
+    # One calibration, fitted by calibrate_winner: the card carries what it fitted (the
+    # smoke profile fits no class offsets).
+    calibration = version.get_artifact("calibration").load()
+    assert calibration["temperature"] == card["temperature"] and "class_offsets" not in card
+    assert calibration["class_offsets"] is None and calibration["val_images"] > 0
     # Per source next to the pooled figures: in the card (hence /metadata) and the version.
     assert set(card["metrics_by_source"]) == {"kaggle"}
     assert card["metrics_by_source"]["kaggle"]["images"] == outcome.test_metrics["n"]

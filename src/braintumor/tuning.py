@@ -319,6 +319,7 @@ def run_study(
     import optuna
 
     from braintumor.evaluation.metrics import weighted_f1
+    from braintumor.models.calibrated import calibrate_model
     from braintumor.models.inference import predict_proba
     from braintumor.training.dataset import ArraySplit, label_indices, load_images, select_split
     from braintumor.training.trainer import TrainingError, log_progress, train_model
@@ -387,6 +388,8 @@ def run_study(
                 progress=progress or log_progress,
                 callbacks=[pruning_callback(trial, val, len(CLASS_NAMES))],
             )
+            if training.refit_class_bias:
+                calibrate_model(result.model, val.x, val.y, class_offsets=True)
             predicted = predict_proba(result.model, val.x).argmax(axis=1)
             trial.set_user_attr("epochs_run", result.epochs_run)
             trial.set_user_attr("best_epoch", result.best_epoch)
