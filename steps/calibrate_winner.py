@@ -4,7 +4,7 @@ the temperature travels in `calibration` to the test scores, the guard and the m
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import keras
 import pandas as pd
@@ -14,19 +14,14 @@ from zenml.enums import ArtifactType
 
 from braintumor.constants import ARTIFACT_BEST_MODEL, VAL
 from braintumor.models.calibrated import calibrate_model
-from braintumor.run_config import RunConfig
+from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import DatasetError, label_indices, load_images, select_split
 from steps.materializers import ImageFolder
 
 
 @step
 def calibrate_winner(
-    winner_model: keras.Model,
-    winner: str,
-    images: ImageFolder,
-    splits: pd.DataFrame,
-    run: dict[str, Any],
-    clahe: dict[str, Any],
+    winner_model: keras.Model, images: ImageFolder, splits: pd.DataFrame, config: TrainingConfig
 ) -> tuple[
     Annotated[
         keras.Model, ArtifactConfig(name=ARTIFACT_BEST_MODEL, artifact_type=ArtifactType.MODEL)
@@ -34,7 +29,6 @@ def calibrate_winner(
     Annotated[dict, "calibration"],
 ]:
     """`best_model` (the model every version is served from) and its calibration."""
-    config = RunConfig(**run).training_config(winner, clahe)
     rows = select_split(splits, VAL)
     if rows.empty:
         raise DatasetError("the val split is empty: nothing to calibrate the winner on")

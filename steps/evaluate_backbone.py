@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import keras
 import pandas as pd
@@ -17,14 +17,13 @@ from steps.materializers import ImageFolder
 
 @step(substitutions={"backbone": "backbone"})
 def evaluate_backbone(
-    model: keras.Model, images: ImageFolder, splits: pd.DataFrame, config: dict[str, Any]
+    model: keras.Model, images: ImageFolder, splits: pd.DataFrame, config: TrainingConfig
 ) -> Annotated[dict, "val_metrics_{backbone}"]:
     """Validation metrics (weighted F1 with CI, per-class recall...), size and latency."""
-    training = TrainingConfig(**config)
     rows = select_split(splits, VAL)
-    x = load_images(rows["path"].tolist(), images.path, training.preprocess_spec())
-    y = label_indices(rows["label"].tolist(), training.class_names)
-    metrics = backbone_scores(model, x, y, training.class_names, training.backbone)
+    x = load_images(rows["path"].tolist(), images.path, config.preprocess_spec())
+    y = label_indices(rows["label"].tolist(), config.class_names)
+    metrics = backbone_scores(model, x, y, config.class_names, config.backbone)
     log_metadata(
         metadata={
             "val_weighted_f1": metrics["weighted_f1"],

@@ -3,7 +3,7 @@ on validation by calibrate_winner)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import keras
 import pandas as pd
@@ -12,7 +12,7 @@ from zenml import log_metadata, step
 from braintumor.constants import ARTIFACT_TEST_METRICS, ARTIFACT_TEST_PREDICTIONS, TEST
 from braintumor.evaluation.scoring import calibrated_test_scores, prediction_table
 from braintumor.models.inference import predict_proba
-from braintumor.run_config import RunConfig
+from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import DatasetError, label_indices, load_images, select_split
 from steps.materializers import ImageFolder
 
@@ -21,18 +21,15 @@ from steps.materializers import ImageFolder
 def evaluate_winner(
     best_model: keras.Model,
     calibration: dict,
-    winner: str,
     images: ImageFolder,
     splits: pd.DataFrame,
-    run: dict[str, Any],
-    clahe: dict[str, Any],
+    config: TrainingConfig,
 ) -> tuple[
     Annotated[dict, ARTIFACT_TEST_METRICS],
     Annotated[pd.DataFrame, ARTIFACT_TEST_PREDICTIONS],
 ]:
     """Test metrics of `best_model`; the metadata the model card is written from."""
-    config = RunConfig(**run).training_config(winner, clahe)
-    spec, names = config.preprocess_spec(), config.class_names
+    winner, spec, names = config.backbone, config.preprocess_spec(), config.class_names
     rows = select_split(splits, TEST)
     if rows.empty:
         raise DatasetError("the test split is empty: nothing to evaluate the winner on")

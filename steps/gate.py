@@ -6,7 +6,7 @@ are parameters, so the gate is only served from cache while both are unchanged."
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import pandas as pd
 from zenml import log_metadata, step
@@ -20,7 +20,7 @@ from braintumor.promotion import (
     decide_promotion,
     effective_policy,
 )
-from braintumor.run_config import RunConfig
+from braintumor.run_config import GateConfig
 from steps.materializers import ImageFolder
 from steps.registry import model_version_in_stage, production_incumbent
 
@@ -33,8 +33,8 @@ def gate(
     test_predictions: pd.DataFrame,
     images: ImageFolder,
     splits: pd.DataFrame,
-    run: dict[str, Any],
-    promotion_policy: dict[str, Any],
+    settings: GateConfig,
+    promotion_policy: PromotionPolicy,
     policy_source: str,
     production_version: str,
     git_commit: str,
@@ -42,9 +42,8 @@ def gate(
 ) -> Annotated[dict, ARTIFACT_DECISION]:
     """The decision with its reasons and the policy it was made under, recorded on this run's
     model version."""
-    settings = RunConfig(**run).gate
     policy = effective_policy(
-        PromotionPolicy(**promotion_policy),
+        promotion_policy,
         settings.policy_overrides,
         overridden_by="the run config's gate.policy_overrides",
         source=policy_source,

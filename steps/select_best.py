@@ -1,5 +1,5 @@
 """Step: the leaderboard of this run's backbones, the winner by validation weighted F1, and
-the winner's trained model."""
+the winner's trained model and training config (what the steps after it run with)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,20 @@ from zenml.artifacts.artifact_config import ArtifactConfig
 from zenml.enums import ArtifactType
 
 from braintumor.evaluation.leaderboard import choose_winner, leaderboard_row
+from braintumor.training.config import TrainingConfig
 
 
 @step
 def select_best(
-    val_metrics: list[dict], trainings: list[dict], models: list[keras.Model]
+    val_metrics: list[dict],
+    trainings: list[dict],
+    models: list[keras.Model],
+    configs: dict[str, TrainingConfig],
 ) -> tuple[
     Annotated[list[dict], "leaderboard"],
     Annotated[str, "winner"],
     Annotated[keras.Model, ArtifactConfig(name="winner_model", artifact_type=ArtifactType.MODEL)],
+    Annotated[TrainingConfig, "winner_config"],
 ]:
     """Reads the outputs of *this* run (passed in, `models` in the order of `trainings`),
     never "the latest artifact" by name."""
@@ -29,4 +34,4 @@ def select_best(
     winner = choose_winner(rows)
     model = models[[t["backbone"] for t in trainings].index(winner)]
     log_metadata(metadata={"winner": winner, "leaderboard": rows})
-    return rows, winner, model
+    return rows, winner, model, configs[winner]

@@ -177,6 +177,27 @@ def test_rejected_candidate_leaves_production_unchanged_and_cache_is_used(
     assert run.steps["promote"].status.value == "completed"  # never from the cache
 
 
+def test_other_package_settings_leave_every_model_step_cached(first_run, data_dir, lenient) -> None:
+    """Each step gets only its slice of the run config: a change to the package settings
+    re-runs none of the steps that train, pick, calibrate, evaluate or guard the model."""
+    from pipelines.launch import launch_training
+
+    other = {"package": {"build_bento": False}}
+    outcome = launch_training(SMOKE, data_dir, lenient, overrides=other, report_dir=None)
+    assert outcome.status == "completed"
+    statuses = _step_statuses(outcome.run_name)
+    per_backbone = {name for name in statuses if name.startswith(("train_", "evaluate_"))}
+    model_steps = per_backbone | {
+        "plan_balance",
+        "select_best",
+        "calibrate_winner",
+        "evaluate_winner",
+        "fit_guard",
+    }
+    assert len(per_backbone) == 5  # two backbones, and evaluate_winner
+    assert {name: statuses[name] for name in model_steps} == dict.fromkeys(model_steps, "cached")
+
+
 def test_an_unchanged_rerun_moves_no_stage_and_names_the_same_model(
     first_run, data_dir, lenient
 ) -> None:
