@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from braintumor.lineage import git_commit
-from braintumor.training.trainer import cpu_flags
+from braintumor.training.runtime import cpu_flags
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -58,13 +58,14 @@ from braintumor.constants import (  # noqa: E402
     TASK_FOUR_CLASS,
 )
 from braintumor.evaluation.metrics import evaluate, evaluate_by_group, tumour_vs_none  # noqa: E402
+from braintumor.models.calibrated import calibrate_model  # noqa: E402
+from braintumor.models.inference import predict_proba  # noqa: E402
 from braintumor.tasks import binary_probs  # noqa: E402
 from braintumor.training.config import TrainingConfig  # noqa: E402
 from braintumor.training.dataset import label_indices, load_split_arrays  # noqa: E402
 from braintumor.training.trainer import (  # noqa: E402
     EpochReport,
     appearance_groups,
-    predict_proba,
     train_model,
 )
 
@@ -150,7 +151,9 @@ def run_protocol(
         model, result = load_keras_model(trained_model), None
     else:
         result = train_model(config, data, progress=progress)
-        model = result.model
+        model, shift = result.model, None
+        if config.refit_class_bias:  # the offsets go into the model; T is not applied here
+            shift = calibrate_model(model, data.val.x, data.val.y, class_offsets=True).logit_shift
     validation = validation_figures(data.val.x, data.val.y, predict_proba(model, data.val.x), names)
     probs = predict_proba(model, data.test.x)
     metrics = evaluate(data.test.y, probs, names, n_boot=2000, seed=config.seed)
@@ -203,7 +206,7 @@ def run_protocol(
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "best_val_loss": result.best_val_loss,
-        "class_logit_shift": result.class_logit_shift,
+        "class_logit_shift": None if shift is None else [float(v) for v in shift],
         "history": {k: v for k, v in result.history.items() if k != "seconds"},
     }
 

@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO_ROOT, header, write_results
 
-from braintumor.training.trainer import BF16_CPU_FLAGS, cpu_flags
+from braintumor.training.runtime import BF16_CPU_FLAGS, cpu_flags
 
 VARIANTS = {
     "float32, oneDNN off": {"onednn": "0", "policy": "float32"},

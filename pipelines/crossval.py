@@ -34,7 +34,6 @@ from steps.make_folds import make_folds
 from steps.split_data import split_data
 from steps.summarize_cv import summarize_cv
 
-
 CV_MODEL = Model(
     name=CV_MODEL_NAME,
     description="Cross-validation estimates of a training recipe (grouped and ungrouped k-fold); "

@@ -3,18 +3,31 @@
     load data -> audit (duplicates, leakage, shortcuts) -> leakage-free split -> balance plan
       (+ reference image features of the training split, for drift monitoring)
       -> train_<backbone> -> evaluate_<backbone>   (one pair per configured backbone)
-      -> select best (validation) -> evaluate winner (test; temperature fitted on validation)
+      -> select best (validation) -> calibrate winner (validation) -> evaluate winner (test)
       -> fit guard (OOD detector on train; its threshold and conformal sets on validation)
       -> gate (vs production, on test images neither trained on) -> promote -> package -> report
 
-What is served: the winner (`best_model`) as one ONNX graph with the temperature inside
-(probabilities, logits, embedding, Grad-CAM maps), its guard (`guard`, `ood_detector`), and
-`answer_reference` (validation images and the model's answers) as the drift reference.
+What each step runs with. `run` (the `parameters.run` block of `configs/<profile>.yaml`, a
+`braintumor.run_config.RunConfig`) is resolved once, below, when the run is launched; each
+step gets only its own slice, so changing one slice re-runs only the steps that read it:
+- plan_balance, train_<backbone>, evaluate_<backbone>: that backbone's `TrainingConfig`
+  (`training` merged with `overrides.<backbone>`, params.yaml's `clahe:` settings in);
+- select_best hands on the winner's `TrainingConfig` (`winner_config`): calibrate_winner,
+  evaluate_winner, fit_guard and report read the preprocessing and classes from it;
+- fit_guard: `run.guard`; gate: `run.gate` and params.yaml's `gate:` (`promotion_policy`);
+  package: `run.package`; report: `run.report`; the train steps' resources: `run.resources`;
+- load/audit/split: the data folder, its DVC hash (`data_hash`, so changed data never hits
+  the cache) and params.yaml's `integrity:`.
 
-Run it with `braintumor train --config configs/<profile>.yaml`. `run` is the `parameters.run`
-block of that config (see `braintumor.run_config.RunConfig`); `integrity`, `clahe` and
-`promotion_policy` come from params.yaml, `data_hash` identifies the data version so that
-changed data never hits the cache.
+What is served: `best_model`, the winner's trained model after its one calibration
+(calibrate_winner, on the validation split: a temperature T, with per-class logit offsets b
+when `refit_class_bias` is on; T·b is added to its softmax bias). Packaging exports it as one
+ONNX graph that divides the logits by T (probabilities, logits, embedding, Grad-CAM maps),
+with the model card (T, b for the record, test metrics, lineage), its guard (`guard`,
+`ood_detector`, fitted with the same T) and `answer_reference` (validation images and the
+model's answers) as the drift reference. Nothing after calibrate_winner fits anything.
+
+Run it with `braintumor train --config configs/<profile>.yaml`.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ from zenml.config import ResourceSettings
 from braintumor.constants import MODEL_NAME
 from braintumor.run_config import RunConfig, kubernetes_cpu
 from steps.audit_data import audit_data
+from steps.calibrate_winner import calibrate_winner
 from steps.compute_reference_features import compute_reference_features
 from steps.evaluate_backbone import evaluate_backbone
 from steps.evaluate_winner import evaluate_winner
@@ -113,16 +127,22 @@ def training_pipeline(
     production_version: str = "none",
     git_commit: str = "unknown",
 ) -> None:
+    # The run config is resolved here, once, when the run is launched; each step gets only its
+    # own slice (ZenML validates a dict parameter into the step's pydantic type), so a change
+    # to one slice leaves the cache of the steps that do not read it.
     config = RunConfig(**run)
+    trainings = {  # every backbone's TrainingConfig, CLAHE settings of params.yaml in
+        backbone: training.model_dump(mode="json")
+        for backbone, training in config.training_configs(clahe).items()
+    }
     images, manifest = load_data(source=data_source, data_hash=data_hash)
     clusters, audit_summary, _ = audit_data(images=images, manifest=manifest, integrity=integrity)
     splits = split_data(manifest=manifest, clusters=clusters, integrity=integrity)
     compute_reference_features(images=images, splits=splits)  # for drift checks later
-    class_balance = plan_balance(splits=splits, run=run)
+    class_balance = plan_balance(splits=splits, trainings=trainings)
 
-    trainings, val_metrics = [], []
-    for backbone in config.backbones:
-        training = config.training_config(backbone, clahe).model_dump(mode="json")
+    models, summaries, val_metrics = [], [], []
+    for backbone, training in trainings.items():
         per_backbone = {"substitutions": {"backbone": backbone}}
         model, summary = train_backbone.with_options(
             **per_backbone, settings=training_step_settings(config)
@@ -130,28 +150,40 @@ def training_pipeline(
         metrics = evaluate_backbone.with_options(**per_backbone)(
             model, images, splits, config=training, id=f"evaluate_{backbone}"
         )
-        trainings.append(summary)
+        models.append(model)
+        summaries.append(summary)
         val_metrics.append(metrics)
 
-    leaderboard, winner = select_best(val_metrics=val_metrics, trainings=trainings)
-    best_model, test_metrics, test_predictions = evaluate_winner(
-        winner=winner, images=images, splits=splits, run=run, clahe=clahe
+    # The winner is known only when the run gets there (a DAG is fixed before): select_best
+    # takes every model as an input and hands on the winner's model and TrainingConfig, so no
+    # step looks a model up by name.
+    leaderboard, winner, winner_model, winner_config = select_best(
+        val_metrics=val_metrics, trainings=summaries, models=models, configs=trainings
+    )
+    best_model, calibration = calibrate_winner(
+        winner_model=winner_model, images=images, splits=splits, config=winner_config
+    )
+    test_metrics, test_predictions = evaluate_winner(
+        best_model=best_model,
+        calibration=calibration,
+        images=images,
+        splits=splits,
+        config=winner_config,
     )
     guard, ood_detector, _ = fit_guard(
         best_model=best_model,
         images=images,
         splits=splits,
-        test_metrics=test_metrics,
-        winner=winner,
-        run=run,
-        clahe=clahe,
+        calibration=calibration,
+        config=winner_config,
+        settings=config.guard.model_dump(mode="json"),
     )
     decision = gate(
         test_metrics=test_metrics,
         test_predictions=test_predictions,
         images=images,
         splits=splits,
-        run=run,
+        settings=config.gate.model_dump(mode="json"),
         promotion_policy=promotion_policy,
         policy_source=policy_source,
         production_version=production_version,
@@ -166,12 +198,12 @@ def training_pipeline(
         stage=stage,
         images=images,
         splits=splits,
-        run=run,
+        settings=config.package.model_dump(mode="json"),
     )
     report(
         leaderboard=leaderboard,
         winner=winner,
-        trainings=trainings,
+        trainings=summaries,
         test_metrics=test_metrics,
         test_predictions=test_predictions,
         best_model=best_model,
@@ -179,8 +211,8 @@ def training_pipeline(
         audit_summary=audit_summary,
         images=images,
         splits=splits,
-        run=run,
-        clahe=clahe,
+        config=winner_config,
+        settings=config.report.model_dump(mode="json"),
         data_hash=data_hash,
         git_commit=git_commit,
     )

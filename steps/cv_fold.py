@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import pandas as pd
 from zenml import log_metadata, step
@@ -17,7 +17,7 @@ from steps.train_backbone import _log_epoch
 def cv_fold(
     images: ImageFolder,
     folds: pd.DataFrame,
-    config: dict[str, Any],
+    config: TrainingConfig,
     scheme: str,
     fold: int,
     val_fraction: float,
@@ -27,7 +27,7 @@ def cv_fold(
         folds,
         scheme,
         fold,
-        TrainingConfig(**config),
+        config,
         images.path,
         val_fraction=val_fraction,
         seed=seed,

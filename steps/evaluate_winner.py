@@ -1,87 +1,50 @@
-"""Step: the winner on the test split, with probabilities calibrated on validation."""
+"""Step: the winner on the test split, with the probabilities it is served with (calibrated
+on validation by calibrate_winner)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import keras
-import numpy as np
 import pandas as pd
 from zenml import log_metadata, step
-from zenml.artifacts.artifact_config import ArtifactConfig
-from zenml.enums import ArtifactType
 
-from braintumor.constants import (
-    ARTIFACT_BEST_MODEL,
-    ARTIFACT_TEST_METRICS,
-    ARTIFACT_TEST_PREDICTIONS,
-    TEST,
-    VAL,
-)
-from braintumor.evaluation.calibration import calibrate, fit_temperature
-from braintumor.evaluation.metrics import evaluate, evaluate_by_group, expected_calibration_error
-from braintumor.run_config import RunConfig
+from braintumor.constants import ARTIFACT_TEST_METRICS, ARTIFACT_TEST_PREDICTIONS, TEST
+from braintumor.evaluation.scoring import calibrated_test_scores, prediction_table
+from braintumor.models.inference import predict_proba
+from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import DatasetError, label_indices, load_images, select_split
-from braintumor.training.trainer import predict_proba
 from braintumor_zenml.materializers import ImageFolder
-from braintumor_zenml.registry import this_run_output
-
-
-def _split_probs(model, images: ImageFolder, splits, name: str, spec, class_names) -> tuple:
-    rows = select_split(splits, name)
-    if rows.empty:
-        raise DatasetError(f"the {name} split is empty: nothing to evaluate the winner on")
-    x = load_images(rows["path"].tolist(), images.path, spec)
-    return rows, label_indices(rows["label"].tolist(), class_names), predict_proba(model, x)
 
 
 @step
 def evaluate_winner(
-    winner: str,
+    best_model: keras.Model,
+    calibration: dict,
     images: ImageFolder,
     splits: pd.DataFrame,
-    run: dict[str, Any],
-    clahe: dict[str, Any],
+    config: TrainingConfig,
 ) -> tuple[
-    Annotated[
-        keras.Model, ArtifactConfig(name=ARTIFACT_BEST_MODEL, artifact_type=ArtifactType.MODEL)
-    ],
     Annotated[dict, ARTIFACT_TEST_METRICS],
     Annotated[pd.DataFrame, ARTIFACT_TEST_PREDICTIONS],
 ]:
-    """Test metrics of the winner; `best_model` is the model every version is served from."""
-    config = RunConfig(**run).training_config(winner, clahe)
-    spec, names = config.preprocess_spec(), config.class_names
-    model = this_run_output(f"train_{winner}", f"model_{winner}")
-    _, y_val, val_probs = _split_probs(model, images, splits, VAL, spec, names)
-    temperature = fit_temperature(val_probs, y_val)
-    rows, y, raw = _split_probs(model, images, splits, TEST, spec, names)
-    probs = calibrate(raw, temperature)
-    metrics = evaluate(y, probs, names)
-    metrics.update(
-        backbone=winner,
-        split=TEST,
-        task=config.task,
-        protocol=str(splits["protocol"].iloc[0]),
-        temperature=temperature,
-        ece_uncalibrated=expected_calibration_error(y, raw),
+    """Test metrics of `best_model`; the metadata the model card is written from."""
+    winner, spec, names = config.backbone, config.preprocess_spec(), config.class_names
+    rows = select_split(splits, TEST)
+    if rows.empty:
+        raise DatasetError("the test split is empty: nothing to evaluate the winner on")
+    x = load_images(rows["path"].tolist(), images.path, spec)
+    y = label_indices(rows["label"].tolist(), names)
+    sources = rows["source"] if "source" in rows.columns else None
+    temperature = float(calibration["temperature"])
+    metrics, probs = calibrated_test_scores(
+        y, predict_proba(best_model, x), names, temperature, sources
     )
-    if "source" in rows.columns:  # per source, next to the pooled figures above
-        metrics["by_source"] = evaluate_by_group(y, probs, names, rows["source"])
-    predictions = pd.DataFrame(
-        {
-            "path": rows["path"].to_numpy(),
-            "label": rows["label"].to_numpy(),  # the data's four classes, for both tasks
-            "predicted": np.asarray(names)[probs.argmax(axis=1)],
-            "confidence": probs.max(axis=1),
-        }
-    )
-    if "source" in rows.columns:
-        predictions["source"] = rows["source"].to_numpy()
-    for index, name in enumerate(names):
-        predictions[f"p_{name}"] = probs[:, index]
+    metrics.update(backbone=winner, task=config.task, protocol=str(splits["protocol"].iloc[0]))
+    offsets = calibration["class_offsets"]  # already in best_model's softmax bias
     log_metadata(
         metadata={
+            **({} if offsets is None else {"class_offsets": offsets}),
             "backbone": winner,
             "task": config.task,
             "class_names": list(names),
@@ -102,4 +65,4 @@ def evaluate_winner(
         },
         infer_model=True,
     )
-    return model, metrics, predictions
+    return metrics, prediction_table(rows, probs, names)

@@ -1,9 +1,9 @@
 """Step: fit the winner's guard (OOD detector, its threshold, conformal sets) on the training
-and validation splits, with the temperature evaluate_winner fitted; it travels to packaging."""
+and validation splits, with the temperature calibrate_winner fitted; it travels to packaging."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import keras
 import pandas as pd
@@ -16,7 +16,8 @@ from braintumor.constants import (
 )
 from braintumor.guard.fit import fit_model_guard
 from braintumor.guard.ood import OodDetector
-from braintumor.run_config import RunConfig
+from braintumor.run_config import GuardConfig
+from braintumor.training.config import TrainingConfig
 from braintumor_zenml.materializers import ImageFolder
 
 
@@ -25,28 +26,24 @@ def fit_guard(
     best_model: keras.Model,
     images: ImageFolder,
     splits: pd.DataFrame,
-    test_metrics: dict,
-    winner: str,
-    run: dict[str, Any],
-    clahe: dict[str, Any],
+    calibration: dict,
+    config: TrainingConfig,
+    settings: GuardConfig,
 ) -> tuple[
     Annotated[dict, ARTIFACT_GUARD],
     Annotated[OodDetector, ARTIFACT_OOD_DETECTOR],
     Annotated[pd.DataFrame, ARTIFACT_ANSWER_REFERENCE],
 ]:
     """The guard of `best_model`; never reads the test split."""
-    run_config = RunConfig(**run)
-    config = run_config.guard
-    training = run_config.training_config(winner, clahe)
     fitted = fit_model_guard(
         best_model,
         images.path,
         splits,
-        training.preprocess_spec(),
-        temperature=float(test_metrics["temperature"]),
-        class_names=training.class_names,
-        review_threshold=config.review_threshold,
-        settings=config.settings(),
+        config.preprocess_spec(),
+        temperature=float(calibration["temperature"]),
+        class_names=config.class_names,
+        review_threshold=settings.review_threshold,
+        settings=settings.settings(),
     )
     card = fitted.card.model_dump(mode="json")
     log_metadata(metadata={"guard": card}, infer_model=True)

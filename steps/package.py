@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import keras
 import pandas as pd
@@ -12,7 +12,7 @@ from zenml.logger import get_logger
 from braintumor.constants import VAL
 from braintumor.guard.ood import OodDetector
 from braintumor.guard.review import GuardCard
-from braintumor.run_config import RunConfig
+from braintumor.run_config import PackageConfig
 from braintumor.serving.store import package_model
 from braintumor.training.dataset import label_indices, load_images, select_split
 from braintumor_zenml.materializers import ImageFolder
@@ -31,11 +31,11 @@ def package(
     stage: str,
     images: ImageFolder,
     splits: pd.DataFrame,
-    run: dict[str, Any],
+    settings: PackageConfig,
 ) -> Annotated[dict, "packaged"]:
     """Packages a model that reached at least the configured stage in this run, with its
-    guard; the card's temperature is the one evaluate_winner fitted (and the guard used)."""
-    settings = RunConfig(**run).package
+    guard; the card's temperature is the one calibrate_winner fitted (and the guard used):
+    packaging fits nothing."""
     if not settings.enabled:
         reason = "packaging is disabled in the run config"
     elif STAGE_ORDER.index(stage) < STAGE_ORDER.index(settings.stage):

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import pandas as pd
 from zenml import log_metadata, step
 
 from braintumor.constants import TRAIN
-from braintumor.run_config import RunConfig
 from braintumor.training.balancing import describe_plan
+from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import label_indices, select_split
 
 
 @step
-def plan_balance(splits: pd.DataFrame, run: dict[str, Any]) -> Annotated[dict, "class_balance"]:
+def plan_balance(
+    splits: pd.DataFrame, trainings: dict[str, TrainingConfig]
+) -> Annotated[dict, "class_balance"]:
     """Per backbone: class counts before/after its strategy and the loss weights.
 
     Fails the run early when a strategy cannot work on this split.
     """
-    config = RunConfig(**run)
     labels = select_split(splits, TRAIN)["label"].tolist()
     plans = {}
-    for backbone in config.backbones:
-        training = config.training_config(backbone)
+    for backbone, training in trainings.items():
         balancing = training.balancing
         plans[backbone] = describe_plan(
             label_indices(labels, training.class_names),

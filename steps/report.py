@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import keras
 import numpy as np
@@ -13,7 +13,8 @@ from zenml.types import HTMLString
 from braintumor.constants import ARTIFACT_REPORT, TEST
 from braintumor.evaluation import plots
 from braintumor.reporting import RunReport, build_gallery, figure_png, render_run_report
-from braintumor.run_config import RunConfig
+from braintumor.run_config import ReportConfig
+from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import label_indices, load_images, select_split
 from braintumor_zenml.materializers import ImageFolder
 
@@ -30,13 +31,11 @@ def report(
     audit_summary: dict,
     images: ImageFolder,
     splits: pd.DataFrame,
-    run: dict[str, Any],
-    clahe: dict[str, Any],
+    config: TrainingConfig,
+    settings: ReportConfig,
     data_hash: str,
     git_commit: str,
 ) -> Annotated[HTMLString, ARTIFACT_REPORT]:
-    config = RunConfig(**run)
-    training = config.training_config(winner, clahe)
     names = tuple(test_metrics["class_names"])
     y = label_indices(test_predictions["label"].tolist(), names)
     probs = test_predictions[[f"p_{n}" for n in names]].to_numpy(np.float64)
@@ -50,15 +49,15 @@ def report(
         "Training curves": plots.training_curves_figure(history),
     }
     rows = select_split(splits, TEST)
-    x = load_images(rows["path"].tolist(), images.path, training.preprocess_spec())
+    x = load_images(rows["path"].tolist(), images.path, config.preprocess_spec())
     gallery = build_gallery(
         best_model,
         x,
         y,
         probs,
         names,
-        config.report.gradcam_correct_per_class,
-        config.report.gradcam_wrong_per_class,
+        settings.gradcam_correct_per_class,
+        settings.gradcam_wrong_per_class,
     )
     notes = []
     missing = [n for n, v in test_metrics["per_class"].items() if v["support"] == 0]
@@ -70,7 +69,7 @@ def report(
         RunReport(
             title=f"braintumor training run: winner {winner}",
             protocol=test_metrics["protocol"],
-            preprocessing=training.preprocessing.variant,
+            preprocessing=config.preprocessing.variant,
             data_hash=data_hash,
             git_commit=git_commit,
             leaderboard=leaderboard,

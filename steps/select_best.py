@@ -1,22 +1,37 @@
-"""Step: the leaderboard of this run's backbones and the winner by validation weighted F1."""
+"""Step: the leaderboard of this run's backbones, the winner by validation weighted F1, and
+the winner's trained model and training config (what the steps after it run with)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
+import keras
 from zenml import log_metadata, step
+from zenml.artifacts.artifact_config import ArtifactConfig
+from zenml.enums import ArtifactType
 
 from braintumor.evaluation.leaderboard import choose_winner, leaderboard_row
+from braintumor.training.config import TrainingConfig
 
 
 @step
 def select_best(
-    val_metrics: list[dict], trainings: list[dict]
-) -> tuple[Annotated[list[dict], "leaderboard"], Annotated[str, "winner"]]:
-    """Reads the outputs of *this* run (passed in), never "the latest artifact" by name."""
+    val_metrics: list[dict],
+    trainings: list[dict],
+    models: list[keras.Model],
+    configs: dict[str, TrainingConfig],
+) -> tuple[
+    Annotated[list[dict], "leaderboard"],
+    Annotated[str, "winner"],
+    Annotated[keras.Model, ArtifactConfig(name="winner_model", artifact_type=ArtifactType.MODEL)],
+    Annotated[TrainingConfig, "winner_config"],
+]:
+    """Reads the outputs of *this* run (passed in, `models` in the order of `trainings`),
+    never "the latest artifact" by name."""
     by_backbone = {t["backbone"]: t for t in trainings}
     rows = [leaderboard_row(m["backbone"], m, by_backbone[m["backbone"]]) for m in val_metrics]
     rows.sort(key=lambda r: r["val_weighted_f1"], reverse=True)
     winner = choose_winner(rows)
+    model = models[[t["backbone"] for t in trainings].index(winner)]
     log_metadata(metadata={"winner": winner, "leaderboard": rows})
-    return rows, winner
+    return rows, winner, model, configs[winner]

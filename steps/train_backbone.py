@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import keras
 import pandas as pd
@@ -28,7 +28,7 @@ def _log_epoch(report: EpochReport) -> None:
 
 @step(substitutions={"backbone": "backbone"})
 def train_backbone(
-    images: ImageFolder, splits: pd.DataFrame, class_balance: dict, config: dict[str, Any]
+    images: ImageFolder, splits: pd.DataFrame, class_balance: dict, config: TrainingConfig
 ) -> tuple[
     Annotated[
         keras.Model, ArtifactConfig(name="model_{backbone}", artifact_type=ArtifactType.MODEL)
@@ -36,14 +36,13 @@ def train_backbone(
     Annotated[dict, "training_{backbone}"],
 ]:
     """Train `config.backbone` on the split's train rows, early-stopped on its val rows."""
-    training = TrainingConfig(**config)
     data = load_split_arrays(
-        splits, images.path, training.preprocess_spec(), class_names=training.class_names
+        splits, images.path, config.preprocess_spec(), class_names=config.class_names
     )
-    result = train_model(training, data, progress=_log_epoch)
+    result = train_model(config, data, progress=_log_epoch)
     summary = {
-        "backbone": training.backbone,
-        "task": training.task,
+        "backbone": config.backbone,
+        "task": config.task,
         "seconds": round(result.seconds, 1),
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
@@ -58,17 +57,11 @@ def train_backbone(
             "mirrored": result.runtime.mirrored,
         },
         "phases": result.phases,
-        # per-class offsets refitted on val and added to the softmax bias (refit_class_bias)
-        "class_logit_shift": (
-            None
-            if result.class_logit_shift is None
-            else dict(zip(result.class_names, result.class_logit_shift, strict=True))
-        ),
         "history": {
             k: [float(v) if isinstance(v, int | float) else v for v in values]
             for k, values in result.history.items()
         },
-        "balance_plan": class_balance.get(training.backbone),
+        "balance_plan": class_balance.get(config.backbone),
     }
     log_metadata(metadata={k: v for k, v in summary.items() if k != "history" and v is not None})
     return result.model, summary

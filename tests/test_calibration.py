@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from braintumor.evaluation.calibration import (
+    Calibration,
     calibrate,
+    fit_calibration,
     fit_class_bias,
     fit_temperature,
     nll,
@@ -91,3 +93,37 @@ def test_class_bias_refuses_classes_with_too_few_examples():
         fit_class_bias(probs, labels)
     with pytest.raises(ValueError, match="need probs"):
         fit_class_bias(probs[:5], labels[:4])
+
+
+def test_one_calibration_fit_gives_temperature_and_offsets_together():
+    probs, labels, _ = leaning_model()
+    calibration = fit_calibration(probs, labels, class_offsets=True)
+    temperature, bias = fit_class_bias(probs, labels)
+    assert calibration.temperature == pytest.approx(temperature)
+    assert calibration.class_offsets == pytest.approx(tuple(bias))
+    np.testing.assert_allclose(calibration.logit_shift, temperature * bias)
+    # Served: the shifted model's probabilities divided by T = the joint fit on the raw ones.
+    shifted = shift_logits(probs, calibration.logit_shift)
+    np.testing.assert_allclose(calibrate(shifted, temperature), calibration.apply(probs))
+    assert calibration.to_dict() == {"temperature": temperature, "class_offsets": list(bias)}
+
+
+def test_calibration_without_offsets_is_the_temperature_alone():
+    probs, labels = synthetic(3000, sharpen=2.0)
+    calibration = fit_calibration(probs, labels, class_offsets=False)
+    assert calibration == Calibration(fit_temperature(probs, labels))
+    assert calibration.logit_shift is None
+    np.testing.assert_allclose(calibration.apply(probs), calibrate(probs, calibration.temperature))
+    assert Calibration().apply(np.array([[0.2, 0.6]])) == pytest.approx(np.array([[0.25, 0.75]]))
+
+
+def test_too_few_images_of_a_class_fall_back_to_the_temperature(caplog):
+    probs, labels, _ = leaning_model(n=200)
+    labels = labels.copy()
+    labels[labels == 2] = 0
+    with caplog.at_level("WARNING"):
+        calibration = fit_calibration(probs, labels, class_offsets=True)
+    assert calibration == Calibration(fit_temperature(probs, labels))
+    assert "class offsets not fitted" in caplog.text
+    with pytest.raises(ValueError, match="need probs"):
+        fit_calibration(probs[:5], labels[:4], class_offsets=True)

@@ -265,8 +265,10 @@ def test_the_dag_edges_are_the_pipeline_s(kubeflow_run) -> None:
     for edge in [
         ("load_data", "audit_data"),
         ("audit_data", "split_data"),
+        ("select_best", "calibrate_winner"),
         ("select_best", "evaluate_winner"),
-        ("evaluate_winner", "fit_guard"),
+        ("calibrate_winner", "evaluate_winner"),
+        ("calibrate_winner", "fit_guard"),
         ("evaluate_winner", "gate"),
         ("gate", "promote"),
         ("promote", "package"),

@@ -132,6 +132,11 @@ def test_smoke_run_trains_gates_promotes_and_records_lineage(first_run) -> None:
     card = bentoml.models.get(outcome.packaged["model_tag"]).info.metadata
     assert GuardCard.model_validate(card["guard"]) == GuardCard.model_validate(guard)
     assert card["temperature"] == outcome.test_metrics["temperature"]
+    # One calibration, fitted by calibrate_winner: the card carries what it fitted (the
+    # smoke profile fits no class offsets).
+    calibration = version.get_artifact("calibration").load()
+    assert calibration["temperature"] == card["temperature"] and "class_offsets" not in card
+    assert calibration["class_offsets"] is None and calibration["val_images"] > 0
     # Per source next to the pooled figures: in the card (hence /metadata) and the version.
     assert set(card["metrics_by_source"]) == {"kaggle"}
     assert card["metrics_by_source"]["kaggle"]["images"] == outcome.test_metrics["n"]
@@ -170,6 +175,27 @@ def test_rejected_candidate_leaves_production_unchanged_and_cache_is_used(
         "train_mobilenetv2",
     } <= cached
     assert run.steps["promote"].status.value == "completed"  # never from the cache
+
+
+def test_other_package_settings_leave_every_model_step_cached(first_run, data_dir, lenient) -> None:
+    """Each step gets only its slice of the run config: a change to the package settings
+    re-runs none of the steps that train, pick, calibrate, evaluate or guard the model."""
+    from braintumor_zenml.launch import launch_training
+
+    other = {"package": {"build_bento": False}}
+    outcome = launch_training(SMOKE, data_dir, lenient, overrides=other, report_dir=None)
+    assert outcome.status == "completed"
+    statuses = _step_statuses(outcome.run_name)
+    per_backbone = {name for name in statuses if name.startswith(("train_", "evaluate_"))}
+    model_steps = per_backbone | {
+        "plan_balance",
+        "select_best",
+        "calibrate_winner",
+        "evaluate_winner",
+        "fit_guard",
+    }
+    assert len(per_backbone) == 5  # two backbones, and evaluate_winner
+    assert {name: statuses[name] for name in model_steps} == dict.fromkeys(model_steps, "cached")
 
 
 def test_an_unchanged_rerun_moves_no_stage_and_names_the_same_model(

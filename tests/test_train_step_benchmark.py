@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from braintumor.training.trainer import BF16_CPU_FLAGS, cpu_flags
+from braintumor.training.runtime import BF16_CPU_FLAGS, cpu_flags
 
 
 @pytest.mark.slow

@@ -9,16 +9,12 @@ import numpy as np
 import pytest
 
 from braintumor.models.backbones import base_model, build_classifier
+from braintumor.models.inference import predict_proba
 from braintumor.models.precision import is_float32
 from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import ArraySplit
-from braintumor.training.trainer import (
-    EpochReport,
-    TrainingError,
-    choose_runtime,
-    predict_proba,
-    train_model,
-)
+from braintumor.training.runtime import choose_runtime
+from braintumor.training.trainer import EpochReport, TrainingError, train_model
 from tests.training_helpers import square_images
 
 SMALL = {
@@ -188,7 +184,7 @@ def test_runtime_choice_follows_the_gpus() -> None:
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
-    from braintumor.training.trainer import BF16_CPU_FLAGS, cpu_flags
+    from braintumor.training.runtime import BF16_CPU_FLAGS, cpu_flags
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
@@ -239,9 +235,9 @@ def test_one_cycle_schedule_warms_up_then_anneals_and_runs_every_epoch(data) -> 
 
 
 def test_weight_average_warms_up_then_follows_the_decay() -> None:
-    from braintumor.training.trainer import _WeightAverage
+    from braintumor.training.ema import WeightAverage
 
-    average = _WeightAverage([np.zeros(2, np.float32)], decay=0.5)
+    average = WeightAverage([np.zeros(2, np.float32)], decay=0.5)
     average.update([np.ones(2, np.float32)])  # decay min(0.5, 2/11) = 2/11
     np.testing.assert_allclose(average.weights([np.zeros(2, np.float32)])[0], 9 / 11)
     average.update([np.zeros(2, np.float32)])  # decay min(0.5, 3/12) = 0.25
@@ -269,25 +265,43 @@ def test_ema_validates_and_returns_the_average_without_changing_the_training(dat
     assert all("val_accuracy_live" in r.metrics for r in reports)
 
 
-def test_refit_class_bias_folds_the_validation_fit_into_the_softmax_bias(data) -> None:
-    from braintumor.evaluation.calibration import calibrate, fit_class_bias, shift_logits
+def test_calibrate_model_is_one_joint_fit_folded_into_the_softmax_bias(data) -> None:
+    from braintumor.evaluation.calibration import (
+        calibrate,
+        fit_class_bias,
+        fit_temperature,
+        shift_logits,
+    )
+    from braintumor.models.calibrated import calibrate_model
 
     val = data[1]
     plain = train_model(small_config(epochs=2), data, progress=None)
-    refit = train_model(small_config(epochs=2, refit_class_bias=True), data, progress=None)
-    before, after = predict_proba(plain.model, val.x), predict_proba(refit.model, val.x)
+    flagged = train_model(small_config(epochs=2, refit_class_bias=True), data, progress=None)
+    before = predict_proba(plain.model, val.x)
+    # Training no longer calibrates: same seed, same model, with or without the flag.
+    np.testing.assert_allclose(predict_proba(flagged.model, val.x), before, atol=1e-6)
+    calibration = calibrate_model(plain.model, val.x, val.y, class_offsets=True)
+    after = predict_proba(plain.model, val.x)
     temperature, bias = fit_class_bias(before, val.y)
-    # same seed, same training: the only difference is the shift added to the softmax bias
-    assert refit.class_logit_shift == pytest.approx(list(temperature * bias), abs=1e-4)
-    assert plain.class_logit_shift is None
+    assert calibration.temperature == pytest.approx(temperature, rel=1e-6)
+    assert calibration.class_offsets == pytest.approx(tuple(bias), abs=1e-6)
+    # T*b went into the softmax bias; the served answer softmax(logits / T) is the joint fit.
     np.testing.assert_allclose(after, shift_logits(before, temperature * bias), atol=1e-4)
-    # with the temperature on top, the model answers what the joint fit says
-    joint = calibrate(shift_logits(before, temperature * bias), temperature)
-    np.testing.assert_allclose(calibrate(after, temperature), joint, atol=1e-4)
+    served = calibrate(after, calibration.temperature)
+    np.testing.assert_allclose(served, calibration.apply(before), atol=1e-4)
+    # The second temperature fit the pipeline used to make on top found the same T.
+    assert fit_temperature(after, val.y) == pytest.approx(temperature, rel=1e-2)
 
 
-def test_refit_class_bias_is_skipped_when_a_class_has_too_few_validation_images(data) -> None:
+def test_calibrate_model_fits_the_temperature_alone_when_a_class_has_too_few_images(data) -> None:
+    from braintumor.evaluation.calibration import fit_temperature
+    from braintumor.models.calibrated import calibrate_model
+
     train, val = data
     few = ArraySplit(val.x[:20], val.y[:20], val.paths[:20])
-    result = train_model(small_config(epochs=1, refit_class_bias=True), (train, few), progress=None)
-    assert result.class_logit_shift is None
+    result = train_model(small_config(epochs=1), (train, few), progress=None)
+    before = predict_proba(result.model, few.x)
+    calibration = calibrate_model(result.model, few.x, few.y, class_offsets=True)
+    assert calibration.class_offsets is None and calibration.logit_shift is None
+    assert calibration.temperature == pytest.approx(fit_temperature(before, few.y))
+    np.testing.assert_array_equal(predict_proba(result.model, few.x), before)  # untouched

@@ -153,6 +153,10 @@ class RunConfig(_Strict):
         """The softmax order of every model this run trains."""
         return self.training_config(self.backbones[0]).class_names
 
+    def training_configs(self, clahe: dict[str, Any] | None = None) -> dict[str, TrainingConfig]:
+        """Every backbone's `training_config`, in the order of `backbones`."""
+        return {backbone: self.training_config(backbone, clahe) for backbone in self.backbones}
+
     def training_config(self, backbone: str, clahe: dict[str, Any] | None = None) -> TrainingConfig:
         """The merged TrainingConfig of one backbone (CLAHE settings from params.yaml)."""
         merged = _deep_merge(self.training, self.overrides.get(backbone, {}))

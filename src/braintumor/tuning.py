@@ -276,7 +276,7 @@ def pruning_callback(trial: optuna.Trial, val: ArraySplit, num_classes: int):
     import optuna
 
     from braintumor.evaluation.metrics import weighted_f1
-    from braintumor.training.trainer import predict_proba
+    from braintumor.models.inference import predict_proba
 
     class _Prune(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -319,8 +319,10 @@ def run_study(
     import optuna
 
     from braintumor.evaluation.metrics import weighted_f1
+    from braintumor.models.calibrated import calibrate_model
+    from braintumor.models.inference import predict_proba
     from braintumor.training.dataset import ArraySplit, label_indices, load_images, select_split
-    from braintumor.training.trainer import TrainingError, log_progress, predict_proba, train_model
+    from braintumor.training.trainer import TrainingError, log_progress, train_model
 
     config = _run_config(run)
     if config.tuning is None:
@@ -386,6 +388,8 @@ def run_study(
                 progress=progress or log_progress,
                 callbacks=[pruning_callback(trial, val, len(CLASS_NAMES))],
             )
+            if training.refit_class_bias:
+                calibrate_model(result.model, val.x, val.y, class_offsets=True)
             predicted = predict_proba(result.model, val.x).argmax(axis=1)
             trial.set_user_attr("epochs_run", result.epochs_run)
             trial.set_user_attr("best_epoch", result.best_epoch)

@@ -113,7 +113,7 @@ def launch_training(
         run[key] = {**run.get(key, {}), **value} if isinstance(value, dict) else value
     if variant:
         run.setdefault("training", {}).setdefault("preprocessing", {})["variant"] = variant
-    RunConfig(**run)  # validate what will actually run
+    config = RunConfig(**run)  # validate what will actually run
     run.pop("tuning", None)  # the search space is `braintumor tune`'s, not the run's
     parameters = {
         **data_parameters(data_dir, params_path, protocol, holdout),
@@ -124,7 +124,7 @@ def launch_training(
         "git_commit": git_commit(),
     }
     pipeline_run = submit(training_pipeline, document, parameters, enable_cache)
-    return collect_outcome(pipeline_run, report_dir, RunConfig(**run).gate.exit_code_on_reject)
+    return collect_outcome(pipeline_run, report_dir, config.gate.exit_code_on_reject)
 
 
 def data_parameters(

@@ -67,7 +67,8 @@ def promote_to_production(
     """Re-check the gate of `version` against the current production model on the version's
     own test images, under the repository's policy (`params_path`'s `gate:`, not the one its
     run used); move it to production if it passes (unless `dry_run`)."""
-    from steps.gate import compare_with_production
+    from braintumor.evaluation.comparison import compare_with_production
+    from braintumor_zenml.registry import production_incumbent
 
     gate_policy = GatePolicy(promotion_policy(params_path), source=f"{params_path}:gate")
     candidate_version = find_version(version=version)
@@ -91,8 +92,7 @@ def promote_to_production(
         predictions = _run_artifact(candidate_version, ARTIFACT_TEST_PREDICTIONS)
         splits = _run_artifact(candidate_version, ARTIFACT_SPLITS)
         incumbent, _ = compare_with_production(
-            production,
-            images,
+            production_incumbent(production, images.path),
             predictions,
             splits,
             gate_policy.policy.min_comparison_images,

@@ -11,7 +11,12 @@ from zenml.client import Client
 from zenml.enums import ModelStages
 from zenml.models import ArtifactVersionResponse, ModelVersionResponse
 
-from braintumor.constants import MODEL_NAME
+from braintumor.constants import (
+    ARTIFACT_BEST_MODEL,
+    ARTIFACT_SPLITS,
+    ARTIFACT_TEST_METRICS,
+    MODEL_NAME,
+)
 from braintumor.promotion import ProductionRecord
 
 
@@ -22,11 +27,6 @@ def this_run_artifact(step_name: str, output_name: str) -> ArtifactVersionRespon
         return run.steps[step_name].outputs[output_name][0]
     except KeyError:
         raise KeyError(f"this run has no output {output_name!r} of step {step_name!r}") from None
-
-
-def this_run_output(step_name: str, output_name: str) -> Any:
-    """Load an output of another step of the *current* run."""
-    return this_run_artifact(step_name, output_name).load()
 
 
 def model_version_in_stage(
@@ -138,4 +138,31 @@ def model_card(model_version: ModelVersionResponse, stage: str | None = None):
         data_hash=str(metadata.get("data_hash")),
         git_commit=str(metadata.get("git_commit")),
         temperature=float(metadata.get("temperature", 1.0)),
+        class_offsets=metadata.get("class_offsets"),
     )
+
+
+def production_incumbent(model_version: ModelVersionResponse, images_root: str):
+    """`model_version` (production) as the gate compares with it
+    (`braintumor.evaluation.comparison.Incumbent`): its recorded split, its classes, and its
+    calibrated probabilities on images under `images_root`, its model loaded only if asked."""
+    from braintumor.evaluation.calibration import calibrate
+    from braintumor.evaluation.comparison import Incumbent
+    from braintumor.models.inference import predict_proba
+    from braintumor.preprocessing import PreprocessSpec
+    from braintumor.training.dataset import load_images
+
+    recorded = model_version.get_artifact(ARTIFACT_SPLITS)
+    if recorded is None:
+        return Incumbent(str(model_version.number), None, (), score=lambda paths: None)
+
+    def score(paths: list[str]):
+        metadata = model_version.run_metadata
+        spec = PreprocessSpec.from_dict(dict(metadata["preprocessing"]))
+        model = model_version.get_artifact(ARTIFACT_BEST_MODEL).load()
+        probs = predict_proba(model, load_images(paths, images_root, spec))
+        return calibrate(probs, float(metadata.get("temperature", 1.0)))
+
+    test_metrics = model_version.get_artifact(ARTIFACT_TEST_METRICS).load()
+    names = tuple(test_metrics["class_names"])
+    return Incumbent(str(model_version.number), recorded.load(), names, score=score)

@@ -195,7 +195,7 @@ def test_the_guard_round_trips_through_the_model_store(
 
 
 def test_packaging_never_fits_a_temperature(bentoml_home, tiny_model, tiny_card, sample_arrays):
-    """One calibration: the card's temperature (evaluate_winner's) is what ships."""
+    """One calibration: the card's temperature (calibrate_winner's) is what ships."""
     x, y, _ = sample_arrays
     x60, y60 = np.concatenate([x, x]), np.concatenate([y, y])
     for temperature in (1.0, 1.7):

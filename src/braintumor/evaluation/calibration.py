@@ -1,20 +1,73 @@
 """Calibrated probabilities: temperature scaling (Guo et al., 2017), and class offsets.
 
-One scalar T, fitted on validation probabilities (`fit_temperature`: the pipeline's
-evaluate_winner step, or packaging when a card has none), is stored with the model; the
-service applies it to every prediction (`calibrate`), so the probabilities it returns, and
-the `needs_review` flag built on them, mean what they say. It never changes the predicted
-class. numpy and scipy only: the service imports it.
+A model is calibrated once, on validation, after training (`fit_calibration`; the pipeline's
+calibrate step, through `braintumor.models.calibrated.calibrate_model`): a temperature T
+(`fit_temperature`), or, with `refit_class_bias`, T together with per-class logit offsets b
+(`fit_class_bias`). The served probabilities are softmax(log(p) / T + b) of the trained
+model's p. T never changes the predicted class, b does: it undoes a systematic lean towards
+some classes.
 
-Per-class logit offsets (`fit_class_bias`; training's `refit_class_bias`) do change it: they
-are fitted once after training, on validation, and added to the bias of the model's softmax
-layer (`braintumor.models.backbones.shift_class_logits`), so evaluation, export and serving all
-see one corrected model; the temperature is then fitted on top of it as before.
+b goes into the model's weights (T·b added to the softmax bias), so evaluation, export,
+Grad-CAM and serving all see one corrected model; T travels in the model card and the
+serving graph divides the logits by it (`calibrate`, here for NumPy). numpy and scipy only:
+the service imports it.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
 import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The one calibration of a model, fitted on validation.
+
+    Attributes:
+        temperature: T; the served probabilities are the model's logits divided by it.
+        class_offsets: b, one per class (mean 0), fitted with T; None when only T was fitted.
+    """
+
+    temperature: float = 1.0
+    class_offsets: tuple[float, ...] | None = None
+
+    @property
+    def logit_shift(self) -> np.ndarray | None:
+        """T·b: what goes into the softmax bias so that softmax(logits / T) of the shifted
+        model is softmax(log(p) / T + b) of the trained one."""
+        if self.class_offsets is None:
+            return None
+        return self.temperature * np.asarray(self.class_offsets, np.float64)
+
+    def apply(self, probs: np.ndarray) -> np.ndarray:
+        """softmax(log(p) / T + b) of the trained (unshifted) model's probabilities."""
+        if self.class_offsets is None:
+            return calibrate(probs, self.temperature)
+        return _softmax(_log(probs) / self.temperature + np.asarray(self.class_offsets))
+
+    def to_dict(self) -> dict:
+        offsets = None if self.class_offsets is None else list(self.class_offsets)
+        return {"temperature": self.temperature, "class_offsets": offsets}
+
+
+def fit_calibration(
+    probs: np.ndarray, labels: np.ndarray, class_offsets: bool, min_per_class: int = 10
+) -> Calibration:
+    """The calibration of a model from its validation probabilities: T and b jointly
+    (`fit_class_bias`) when `class_offsets`, else T alone (`fit_temperature`). A class with
+    fewer than `min_per_class` images gets T alone, with a warning."""
+    if class_offsets:
+        try:
+            temperature, bias = fit_class_bias(probs, labels, min_per_class=min_per_class)
+        except ValueError as error:  # too few images of a class (bad shapes raise below)
+            log.warning("class offsets not fitted, temperature only: %s", error)
+        else:
+            return Calibration(temperature, tuple(float(v) for v in bias))
+    return Calibration(fit_temperature(probs, labels))
 
 
 def calibrate(probs: np.ndarray, temperature: float) -> np.ndarray:

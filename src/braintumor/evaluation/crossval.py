@@ -143,14 +143,18 @@ def cross_validate_fold(
     validation rows) and score it on the fold's held-out rows."""
     import keras
 
+    from braintumor.models.calibrated import calibrate_model
+    from braintumor.models.inference import predict_proba
     from braintumor.training.dataset import load_split_arrays
-    from braintumor.training.trainer import log_progress, predict_proba, train_model
+    from braintumor.training.trainer import log_progress, train_model
 
     table = fold_splits(folds, scheme, fold, val_fraction, seed)
     data = load_split_arrays(table, data_root, config.preprocess_spec())
     start = time.perf_counter()
     try:
         result = train_model(config, data, progress=progress or log_progress)
+        if config.refit_class_bias:
+            calibrate_model(result.model, data.val.x, data.val.y, class_offsets=True)
         probs = predict_proba(result.model, data.test.x)
     finally:
         keras.backend.clear_session()

@@ -38,9 +38,12 @@ class ModelCard(BaseModel):
         protocol: Evaluation protocol the metrics come from (`resplit` or `official`).
         data_hash: DVC hash of the training data.
         git_commit: Commit of the code that trained the model.
-        temperature: Temperature fitted on validation data (the pipeline's evaluate_winner
+        temperature: Temperature T fitted on validation data (the pipeline's calibrate_winner
             step); the serving graph divides the logits by it, so the probabilities it returns
             are calibrated. 1.0 leaves the model's output unchanged.
+        class_offsets: Per-class logit offsets b fitted together with T (`refit_class_bias`),
+            for the record: T·b is already in the model's softmax bias, so nothing applies
+            them again. None: only T was fitted.
         review_threshold: Default `needs_review` threshold for this model (the service's
             configuration may override it).
         runtime_checks: How the shipped ONNX runtimes compared with Keras at packaging
@@ -64,6 +67,7 @@ class ModelCard(BaseModel):
     data_hash: str | None = None
     git_commit: str | None = None
     temperature: float = 1.0
+    class_offsets: tuple[float, ...] | None = None
     review_threshold: float | None = None
     runtime_checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     guard: GuardCard | None = None

@@ -220,10 +220,12 @@ class TrainingConfig(_Strict):
     # > 0: validate, keep and return an exponential moving average of the weights, updated
     # every step with this decay (0.998: a half-life of about 350 steps); 0: off.
     ema_decay: float = Field(0.0, ge=0, lt=1)
-    # After training: fit per-class logit offsets (and a temperature) on the validation split
-    # and add them to the softmax bias (evaluation.calibration.fit_class_bias), undoing a
-    # systematic lean towards some classes. Skipped, with a warning, when a class has fewer
-    # than 10 validation images.
+    # The calibration after training (models.calibrated.calibrate_model; the pipeline's
+    # calibrate_winner step) fits per-class logit offsets together with the temperature on
+    # the validation split and adds them to the softmax bias (evaluation.calibration.
+    # fit_class_bias), undoing a systematic lean towards some classes; off: the temperature
+    # alone. Falls back to it, with a warning, when a class has fewer than 10 validation
+    # images. Training itself does not read it.
     refit_class_bias: bool = False
     fine_tune: FineTuneConfig = FineTuneConfig()
     balancing: BalancingConfig = BalancingConfig()

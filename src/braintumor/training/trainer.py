@@ -8,15 +8,17 @@
   weights with the lowest validation loss over both phases are restored at the end (and
   written to `checkpoint_dir/best.weights.h5` when given).
 - On GPUs: mixed precision (float16 compute, float32 softmax) and `MirroredStrategy` across
-  more than one GPU, chosen automatically (`choose_runtime`); bfloat16 on request where it is
-  native. Mixed precision is for training only: the returned model is float32.
+  more than one GPU, chosen automatically (`training.runtime.choose_runtime`); bfloat16 on
+  request where it is native. Mixed precision is for training only: the returned model is
+  float32.
 - `ema_decay > 0`: an exponential moving average of the weights (batch-norm statistics
   included) is kept after every step, and it is the EMA weights that are validated, tracked
-  as the best and returned: a smoother model. It costs a weight copy per step and a second
-  validation pass per epoch (the live weights are still validated, as `val_loss_live`).
-- `refit_class_bias`: after training, per-class logit offsets fitted on validation are added
-  to the softmax bias, so the returned model no longer leans towards the classes it
-  over-calls.
+  as the best and returned: a smoother model (`training.ema`). It costs a weight copy per
+  step and a second validation pass per epoch (the live weights are still validated, as
+  `val_loss_live`).
+- The returned model is uncalibrated: temperature and class offsets (`refit_class_bias`)
+  are fitted once afterwards, on validation (`braintumor.models.calibrated.calibrate_model`;
+  the pipeline's calibrate step, after the winner is chosen).
 - Seeds: Python, NumPy and TensorFlow are seeded from `config.seed`; shuffling and
   augmentation are seeded streams; `config.deterministic` also makes TF ops deterministic.
 """
@@ -37,59 +39,20 @@ from braintumor.constants import CLASS_NAMES
 from braintumor.models.precision import as_float32, global_dtype_policy
 from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import ArraySplit, SplitArrays, make_dataset, steps_per_epoch
+from braintumor.training.ema import ema_callback
+from braintumor.training.runtime import (
+    BF16_CPU_FLAGS,
+    Runtime,
+    choose_runtime,
+    cpu_flags,
+    seed_everything,
+)
 
 log = logging.getLogger(__name__)
 
 
 class TrainingError(RuntimeError):
     """A run that cannot start (no validation data, ...) or that diverged."""
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """Where and how the model computes."""
-
-    gpus: int
-    dtype_policy: str  # "float32", "mixed_float16" or "mixed_bfloat16"
-    mirrored: bool
-
-    @property
-    def mixed_precision(self) -> bool:
-        return self.dtype_policy != "float32"
-
-
-BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-
-
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
-    """The instruction-set flags of this CPU (empty where /proc/cpuinfo does not exist)."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
-
-
-def choose_runtime(
-    gpus: int,
-    mixed_precision: str = "auto",
-    distribute: str = "auto",
-    native_bf16_cpu: bool = False,
-) -> Runtime:
-    """float16 mixed precision when a GPU is present (or forced on); bfloat16 on request
-    where it is native (any GPU of ours, or a CPU with AVX512_BF16/AMX): emulated bfloat16
-    is slower than float32, so elsewhere the request falls back to float32; mirroring over
-    more than one GPU."""
-    if mixed_precision == "bfloat16":
-        policy = "mixed_bfloat16" if gpus > 0 or native_bf16_cpu else "float32"
-    elif mixed_precision == "on" or (mixed_precision == "auto" and gpus > 0):
-        policy = "mixed_float16"
-    else:
-        policy = "float32"
-    return Runtime(gpus, policy, distribute == "auto" and gpus > 1)
 
 
 @dataclass(frozen=True)
@@ -117,8 +80,6 @@ class TrainResult:
     class_names: tuple[str, ...]
     train_class_counts: list[int]  # after balancing
     phases: list[str] = field(default_factory=list)
-    # what `refit_class_bias` added to the softmax bias, per class (None: not refitted)
-    class_logit_shift: list[float] | None = None
 
 
 ProgressFn = Callable[[EpochReport], None]
@@ -134,79 +95,6 @@ def log_progress(report: EpochReport) -> None:
         report.seconds,
         shown,
     )
-
-
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-
-
-class _WeightAverage:
-    """An exponential moving average of every weight of a model, kept in NumPy.
-
-    The decay warms up as min(decay, (1 + t) / (10 + t)) after t updates, so the first
-    steps are not dominated by the initial weights.
-    """
-
-    def __init__(self, weights: list[np.ndarray], decay: float) -> None:
-        self.decay = decay
-        self.updates = 0
-        self.average = [np.array(w, dtype=np.float64) for w in weights]
-
-    def update(self, weights: list[np.ndarray]) -> None:
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for average, current in zip(self.average, weights, strict=True):
-            average *= decay
-            average += (1.0 - decay) * current
-
-    def weights(self, like: list[np.ndarray]) -> list[np.ndarray]:
-        return [a.astype(w.dtype) for a, w in zip(self.average, like, strict=True)]
-
-
-def _ema_callback(decay: float, val_x: np.ndarray, val_onehot: np.ndarray, loss_fn):
-    """Keeps a `_WeightAverage` over the training steps. At each epoch's end it puts the
-    averaged weights into the model and validates them (`val_loss`, `val_accuracy`; the
-    live weights' figures stay as `val_loss_live`, `val_accuracy_live`), so the callbacks
-    after it (best tracking, early stopping, progress) see the averaged model; the live
-    weights come back before the next epoch trains."""
-    import keras
-
-    class _Ema(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.average = _WeightAverage(self.model.get_weights(), decay)
-            self.live: list[np.ndarray] | None = None
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.average.update(self.model.get_weights())
-
-        def on_epoch_end(self, epoch, logs=None):
-            if logs is None:
-                return
-            self.live = self.model.get_weights()
-            self.model.set_weights(self.average.weights(self.live))
-            probs = predict_proba(self.model, val_x)
-            logs["val_loss_live"] = logs.get("val_loss", math.nan)
-            logs["val_accuracy_live"] = logs.get("val_accuracy", math.nan)
-            logs["val_loss"] = float(keras.ops.convert_to_numpy(loss_fn(val_onehot, probs)))
-            logs["val_accuracy"] = float((probs.argmax(1) == val_onehot.argmax(1)).mean())
-
-        def _restore(self):
-            if self.live is not None:
-                self.model.set_weights(self.live)
-                self.live = None
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._restore()
-
-        def on_train_end(self, logs=None):
-            self._restore()
-
-    return _Ema()
 
 
 def _callbacks(
@@ -431,7 +319,7 @@ def train_model(
         if config.ema_decay <= 0:
             return None
         onehot = np.eye(num_classes, dtype=np.float32)[val.y]
-        return _ema_callback(config.ema_decay, val.x, onehot, loss)
+        return ema_callback(config.ema_decay, val.x, onehot, loss)
 
     phases: list[tuple[str, int, float]] = []
     if config.pretrained:
@@ -474,7 +362,6 @@ def train_model(
         model.set_weights(tracker.best_weights)
     # Mixed precision is for training speed only: evaluation, export and serving use float32.
     model = as_float32(model)
-    shift = refit_class_bias(model, val) if config.refit_class_bias else None
     tracker.history["phase"] = tracker.phase_of_epoch  # type: ignore[assignment]
     return TrainResult(
         model=model,
@@ -487,31 +374,7 @@ def train_model(
         class_names=tuple(names),
         train_class_counts=balanced.class_counts(num_classes).tolist(),
         phases=[name for name, _, _ in phases],
-        class_logit_shift=shift,
     )
-
-
-def refit_class_bias(model, val: ArraySplit, min_per_class: int = 10) -> list[float] | None:
-    """Fit per-class logit offsets on `val` and add them to the model's softmax bias.
-
-    The shift added is T * b for the (T, b) of `fit_class_bias`, so the model's answers are
-    those of the jointly fitted softmax(log(p) / T + b); the temperature fitted later on top
-    of the shifted model (evaluate_winner) brings its probabilities back to the fitted ones.
-    Returns the shift, or None (with a warning) when a class has too few validation images.
-    """
-    from braintumor.evaluation.calibration import fit_class_bias
-    from braintumor.models.backbones import shift_class_logits
-
-    probs = predict_proba(model, val.x)
-    try:
-        temperature, bias = fit_class_bias(probs, val.y, min_per_class=min_per_class)
-    except ValueError as error:
-        log.warning("class bias not refitted: %s", error)
-        return None
-    shift = temperature * bias
-    shift_class_logits(model, shift)
-    log.info("class logit offsets refitted on %d validation images: %s", len(val), shift.round(3))
-    return [float(v) for v in shift]
 
 
 def appearance_groups(x: np.ndarray) -> np.ndarray:
@@ -521,16 +384,3 @@ def appearance_groups(x: np.ndarray) -> np.ndarray:
 
     grays = [np.clip(image[..., 0], 0, 255).astype(np.uint8) for image in np.asarray(x)]
     return sequence_group(appearance_table(grays)).to_numpy()
-
-
-def predict_proba(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Softmax probabilities for uint8/float images (n, size, size, channels), as float64."""
-    import keras
-
-    out = []
-    for start in range(0, len(x), batch_size):
-        batch = np.asarray(x[start : start + batch_size], dtype=np.float32)
-        out.append(keras.ops.convert_to_numpy(model(batch, training=False)))
-    if not out:
-        return np.zeros((0, model.output_shape[-1]))
-    return np.concatenate(out).astype(np.float64)
