@@ -208,7 +208,7 @@ def _score_pairs(
     return scores, mirrored
 
 
-# In a worker process: the verification images of the run (inherited from the parent).
+# In a worker process: the verification images of the run (sent once, at its start).
 _worker_images: np.ndarray | None = None
 
 

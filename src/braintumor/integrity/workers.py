@@ -2,13 +2,12 @@
 
 Decoding, head crops, ECC registration and the appearance features are many small NumPy and
 OpenCV calls: threads hold the GIL between them (2 threads ran the verification only 1.3x
-faster than one), processes do not (1.95x). Workers are forked: they start at once, share
-the parent's arrays (an initializer's arguments are not copied or pickled), and do not
-re-import the caller's `__main__` (a script without an `if __name__ == "__main__"` guard
-still works). They run only NumPy, OpenCV and Pillow on data in memory and on disk, none of
-the parent's threads' work (such as a progress display). Each runs OpenCV single-threaded,
-since the images are small and the parallelism is over items. Functions and arguments sent
-with each task must be picklable (module-level functions).
+faster than one), processes do not (1.95x). Workers are spawned, not forked: a forked
+child inherits the locks its parent's threads held (OpenCV's thread pool, a progress
+display), and the audit's workers hung that way inside pytest. As with any spawned
+multiprocessing, a script that runs the audit needs an `if __name__ == "__main__":` guard.
+Each worker runs OpenCV single-threaded, since the images are small and the parallelism is
+over items. Functions and arguments sent to workers are pickled (module-level functions).
 """
 
 from __future__ import annotations
@@ -32,10 +31,10 @@ def _single_threaded_opencv(initializer: Callable[..., None] | None, *initargs: 
 def process_pool(
     workers: int, initializer: Callable[..., None] | None = None, initargs: tuple = ()
 ) -> ProcessPoolExecutor:
-    """A pool of `workers` forked processes, OpenCV single-threaded, then `initializer`."""
+    """A pool of `workers` spawned processes, OpenCV single-threaded, then `initializer`."""
     return ProcessPoolExecutor(
         max_workers=max(1, workers),
-        mp_context=multiprocessing.get_context("fork"),
+        mp_context=multiprocessing.get_context("spawn"),
         initializer=_single_threaded_opencv,
         initargs=(initializer, *initargs),
     )
