@@ -25,8 +25,10 @@ from braintumor.integrity.policy import IntegrityPolicy
 from braintumor.integrity.verify import (
     DEFAULT_MIN_CORRELATION,
     head_box,
+    load_gray,
     pair_score,
     verification_image,
+    verify_pairs,
 )
 
 PLANTED_PAIR = ("Testing/no_tumor/image(100).jpg", "Training/no_tumor/image(266).jpg")
@@ -167,3 +169,42 @@ def test_planted_variants_cluster_with_their_originals(sample_dir, tmp_path):
     assert cluster_of[PLANTED_PAIR[0]] == cluster_of[PLANTED_PAIR[1]]
     near = duplicates.pairs[duplicates.pairs["kind"] == "near"]
     assert (near["score"] >= DEFAULT_MIN_CORRELATION).all()
+
+
+def test_verification_in_workers_decides_as_pair_score_one_pair_at_a_time(sample_dir, tmp_path):
+    """verify_pairs (images read once, pairs scored in worker processes) gives the scores of
+    the straightforward loop over pair_score, on planted copies and near misses."""
+    near_misses = {
+        # the same slice with a large bright lesion painted in: close, not the same picture
+        "lesion": lambda g: cv2.circle(
+            g.copy(), (g.shape[1] // 2, g.shape[0] // 2), min(g.shape) // 6, 255, -1
+        ),
+        # the top third replaced by the bottom third upside down: half the picture is shared
+        "patched": lambda g: np.concatenate([g[-(g.shape[0] // 3) :][::-1], g[g.shape[0] // 3 :]]),
+    }
+    made = {"exact_png": lambda g: g, **VARIANTS, **near_misses}
+    paths = []
+    for k, relative in enumerate(ORIGINALS[:3]):
+        original = _gray(sample_dir, relative)
+        for name, make in {"original": lambda g: g, **made}.items():
+            paths.append(f"{k}_{name}.png")
+            cv2.imwrite(str(tmp_path / paths[-1]), make(original))
+    pairs = np.array(list(itertools.combinations(range(len(paths)), 2)))
+    first, second = pairs[:, 0], pairs[:, 1]
+
+    images = [verification_image(load_gray(tmp_path / path)) for path in paths]
+    expected = [pair_score(images[i], images[j]) for i, j in pairs]
+    for workers in (1, 2):
+        found = verify_pairs(tmp_path, paths, first, second, workers=workers)
+        assert found["score"].tolist() == [score for score, _ in expected], workers
+        assert found["mirrored"].tolist() == [mirrored for _, mirrored in expected], workers
+
+    # the set has both answers: every planted copy verified, every near miss rejected
+    same = dict(zip(map(tuple, pairs.tolist()), found["same"], strict=True))
+    by_name = {path: k for k, path in enumerate(paths)}
+    for k in range(3):
+        original = by_name[f"{k}_original.png"]
+        for name in ("exact_png", *VARIANTS):
+            assert same[(original, by_name[f"{k}_{name}.png"])], (k, name)
+        for name in near_misses:
+            assert not same[(original, by_name[f"{k}_{name}.png"])], (k, name)

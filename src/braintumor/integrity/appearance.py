@@ -39,7 +39,6 @@ the metadata check. Every function returns plain, JSON-ready values for `audit.j
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,7 @@ from sklearn.preprocessing import StandardScaler
 from braintumor.integrity.shortcut import NO_TUMOUR, SHORTCUT_BINARY
 from braintumor.integrity.shortcut import SHORTCUT_MARGIN as PROBE_MARGIN
 from braintumor.integrity.verify import load_gray
+from braintumor.integrity.workers import DEFAULT_WORKERS, batches, process_pool
 
 SIDE = 128  # images are downscaled so their longest side is this many pixels
 # Head mask: as `integrity.verify.head_box`, brighter than the border's median by this much
@@ -226,22 +226,30 @@ def appearance_table(images: Sequence[np.ndarray]) -> pd.DataFrame:
     )
 
 
+def _appearance_of(
+    data_root: Path, paths: list[str], loader: Callable[[Path], np.ndarray]
+) -> list[dict[str, float]]:
+    return [appearance_features(loader(Path(data_root) / path)) for path in paths]
+
+
 def load_appearance(
     data_root: Path,
     paths: Sequence[str],
     loader: Callable[[Path], np.ndarray] = load_gray,
-    workers: int = 2,
+    workers: int = DEFAULT_WORKERS,
 ) -> pd.DataFrame:
-    """`appearance_table` of the images at `paths` (relative to `data_root`), read in threads."""
-    opencv_threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)  # small images: parallelise images, not OpenCV's loops
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            rows = list(
-                pool.map(lambda path: appearance_features(loader(Path(data_root) / path)), paths)
+    """`appearance_table` of the images at `paths` (relative to `data_root`), read in
+    `workers` processes (`integrity.workers`; `loader` must then be a module-level function)."""
+    paths = list(paths)
+    parts = [[paths[k] for k in rows.tolist()] for rows in batches(len(paths), 100, workers)]
+    if workers <= 1 or len(parts) <= 1:
+        rows = [row for part in parts for row in _appearance_of(data_root, part, loader)]
+    else:
+        with process_pool(workers) as pool:
+            results = pool.map(
+                _appearance_of, [data_root] * len(parts), parts, [loader] * len(parts)
             )
-    finally:
-        cv2.setNumThreads(opencv_threads)
+            rows = [row for part in results for row in part]
     return pd.DataFrame(rows, columns=list(APPEARANCE_FEATURES))
 
 
@@ -481,7 +489,7 @@ def audit_appearance(
     manifest: pd.DataFrame,
     loader: Callable[[Path], np.ndarray] = load_gray,
     seed: int = 42,
-    workers: int = 2,
+    workers: int = DEFAULT_WORKERS,
 ) -> dict[str, Any]:
     """`appearance_shortcut` of the images of an ingested manifest (the audit calls this)."""
     features = load_appearance(data_root, manifest["path"].tolist(), loader, workers)

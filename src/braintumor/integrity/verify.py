@@ -26,7 +26,6 @@ the by-eye false-merge check).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -34,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from braintumor.imaging import decode_image
+from braintumor.integrity.workers import DEFAULT_WORKERS, batches, process_pool
 
 VERIFY_SIZE = 128
 COARSE_SIZE = 32
@@ -59,6 +59,9 @@ _FINE_ITERATIONS = 15
 _MAX_LINEAR_DEVIATION = 0.3  # |A - I| per entry of the 2x2 part
 _MAX_SHIFT_FRACTION = 0.2  # translation as a share of the side
 _MIN_OVERLAP = 0.5  # share of pixels that must stay inside both images after alignment
+# Work sent to a worker at a time: pairs (also the progress step) and images.
+_PAIR_BATCH = 250
+_IMAGE_BATCH = 100
 
 
 class VerificationError(RuntimeError):
@@ -194,6 +197,38 @@ def load_gray(path: Path) -> np.ndarray:
         raise VerificationError(f"cannot decode {path} for verification ({exc})") from None
 
 
+def _score_pairs(
+    images: np.ndarray, first: np.ndarray, second: np.ndarray, min_correlation: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, mirrored) of the pairs `images[first[k]]`, `images[second[k]]`."""
+    scores = np.zeros(len(first), dtype=np.float64)
+    mirrored = np.zeros(len(first), dtype=bool)
+    for k, (i, j) in enumerate(zip(first.tolist(), second.tolist(), strict=True)):
+        scores[k], mirrored[k] = pair_score(images[i], images[j], min_correlation)
+    return scores, mirrored
+
+
+# In a worker process: the verification images of the run (sent once, at its start).
+_worker_images: np.ndarray | None = None
+
+
+def _keep_images(images: np.ndarray) -> None:
+    global _worker_images
+    _worker_images = images
+
+
+def _load_images(
+    data_root: Path, paths: list[str], loader: Callable[[Path], np.ndarray]
+) -> list[np.ndarray]:
+    return [verification_image(loader(Path(data_root) / path)) for path in paths]
+
+
+def _score_in_worker(
+    first: np.ndarray, second: np.ndarray, min_correlation: float
+) -> tuple[np.ndarray, np.ndarray]:
+    return _score_pairs(_worker_images, first, second, min_correlation)
+
+
 def verify_pairs(
     data_root: Path,
     paths: Sequence[str],
@@ -201,18 +236,22 @@ def verify_pairs(
     second: np.ndarray,
     min_correlation: float = DEFAULT_MIN_CORRELATION,
     loader: Callable[[Path], np.ndarray] = load_gray,
-    workers: int = 2,
+    workers: int = DEFAULT_WORKERS,
     progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Score candidate pairs of images on disk.
+
+    Each image is read and cropped once (`verification_image`), then the pairs are scored
+    with `pair_score`; both in `workers` processes (`integrity.workers`) when workers > 1.
 
     Args:
         data_root: folder the manifest paths are relative to.
         paths: the manifest's `path` column; `first[k]`, `second[k]` index into it.
         first, second: the candidate pairs.
         min_correlation: score from which a pair is the same picture.
-        loader: reads one image as grayscale uint8 (replaceable for tests).
-        workers: threads (OpenCV releases the GIL while it decodes and registers).
+        loader: reads one image as grayscale uint8 (a module-level function: with workers
+            > 1 it runs in the worker processes).
+        workers: processes; 1 scores in this process.
         progress: called with (pairs done, pairs in all) after each batch of pairs.
 
     Returns:
@@ -221,36 +260,50 @@ def verify_pairs(
     first, second = np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)
     if first.shape != second.shape:
         raise ValueError("first and second must hold one index per candidate pair")
-    opencv_threads = cv2.getNumThreads()
-    # Small images: OpenCV's own threads cost more than they save; parallelise pairs instead.
-    cv2.setNumThreads(1)
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    needed = np.unique(np.concatenate([first, second]))
+    # Pairs as rows of the stack of the needed images.
+    a, b = np.searchsorted(needed, first), np.searchsorted(needed, second)
+    needed_paths = [paths[k] for k in needed.tolist()]
+    scores = np.zeros(len(first), dtype=np.float64)
+    mirrored = np.zeros(len(first), dtype=bool)
+    image_batches = [
+        [needed_paths[k] for k in rows.tolist()]
+        for rows in batches(len(needed), _IMAGE_BATCH, workers)
+    ]
+    pair_batches = batches(len(first), _PAIR_BATCH, workers)
+    done = 0
 
-            def load(index: int) -> np.ndarray:
-                return verification_image(loader(Path(data_root) / paths[index]))
+    def record(batch: np.ndarray, result: tuple[np.ndarray, np.ndarray]) -> None:
+        nonlocal done
+        scores[batch], mirrored[batch] = result
+        done += len(batch)
+        if progress is not None:
+            progress(done, len(first))
 
-            needed = np.unique(np.concatenate([first, second])).tolist()
-            by_index = dict(zip(needed, pool.map(load, needed), strict=True))
-            scores = np.zeros(len(first), dtype=np.float64)
-            mirrored = np.zeros(len(first), dtype=bool)
-
-            def run(batch: np.ndarray) -> int:
-                for k in batch:
-                    scores[k], mirrored[k] = pair_score(
-                        by_index[int(first[k])], by_index[int(second[k])], min_correlation
-                    )
-                return len(batch)
-
-            done = 0
-            for finished in pool.map(
-                run, np.array_split(np.arange(len(first)), max(1, len(first) // 250))
-            ):
-                done += finished
-                if progress is not None:
-                    progress(done, len(first))
-    finally:
-        cv2.setNumThreads(opencv_threads)
+    if workers <= 1 or len(first) == 0:
+        opencv_threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)  # small images: OpenCV's own threads cost more than they save
+        try:
+            loaded = [_load_images(data_root, part, loader) for part in image_batches]
+            images = np.stack([image for part in loaded for image in part]) if loaded else None
+            for batch in pair_batches:
+                record(batch, _score_pairs(images, a[batch], b[batch], min_correlation))
+        finally:
+            cv2.setNumThreads(opencv_threads)
+    else:
+        count = len(image_batches)
+        with process_pool(workers) as pool:
+            loaded = pool.map(_load_images, [data_root] * count, image_batches, [loader] * count)
+            images = np.stack([image for part in loaded for image in part])
+        with process_pool(workers, _keep_images, (images,)) as pool:
+            results = pool.map(
+                _score_in_worker,
+                [a[batch] for batch in pair_batches],
+                [b[batch] for batch in pair_batches],
+                [min_correlation] * len(pair_batches),
+            )
+            for batch, result in zip(pair_batches, results, strict=True):
+                record(batch, result)
     return pd.DataFrame(
         {
             "i": first,
