@@ -20,7 +20,7 @@ from typing import Any
 
 from zenml import Model, pipeline
 
-from braintumor.constants import CV_MODEL_NAME
+from braintumor.constants import ARTIFACT_CV_REPORT, ARTIFACT_CV_SUMMARY, CV_MODEL_NAME
 from braintumor.evaluation.crossval import SCHEMES, CrossValidationError
 from braintumor.integrity.policy import IntegrityPolicy
 from braintumor.lineage import git_commit
@@ -121,9 +121,9 @@ def launch_crossval(
     step = pipeline_run.steps.get("summarize_cv")
     if step is None or "cv_summary" not in step.outputs:
         return outcome
-    outcome.summary = step.outputs["cv_summary"][0].load()
+    outcome.summary = step.outputs[ARTIFACT_CV_SUMMARY][0].load()
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         outcome.report_path = report_dir / f"{pipeline_run.name}-cv.html"
-        outcome.report_path.write_text(str(step.outputs["cv_report"][0].load()))
+        outcome.report_path.write_text(str(step.outputs[ARTIFACT_CV_REPORT][0].load()))
     return outcome

@@ -19,6 +19,7 @@ from typing import Any
 
 from zenml import pipeline
 
+from braintumor.constants import ARTIFACT_BEST_RUN_CONFIG, ARTIFACT_STUDY_SUMMARY
 from braintumor.lineage import git_commit
 from braintumor.run_config import RunConfig
 from braintumor.tuning import best_config_document
@@ -135,7 +136,7 @@ def launch_tuning(
     step = pipeline_run.steps.get("tune_trials")
     if step is None or "best_run_config" not in step.outputs:
         return outcome
-    outcome.study = step.outputs["study_summary"][0].load()
+    outcome.study = step.outputs[ARTIFACT_STUDY_SUMMARY][0].load()
     best = outcome.study["best"]
     note = (
         f"Best trial {best['number']} of Optuna study {name!r} ({outcome.study['storage']}):\n"
@@ -146,7 +147,7 @@ def launch_tuning(
         "The test split was not used. Train it: braintumor train --config <this file>"
     )
     text, _ = best_config_document(
-        copy.deepcopy(document), step.outputs["best_run_config"][0].load(), note
+        copy.deepcopy(document), step.outputs[ARTIFACT_BEST_RUN_CONFIG][0].load(), note
     )
     outcome.best_config = Path(out or Path("configs") / "tuned" / f"{name}.yaml")
     outcome.best_config.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import pandas as pd
 from zenml import log_metadata, step
 from zenml.types import HTMLString
 
-from braintumor.constants import ARTIFACT_AUDIT
+from braintumor.constants import ARTIFACT_AUDIT, ARTIFACT_AUDIT_SUMMARY, ARTIFACT_CLUSTERS
 from braintumor.integrity.audit import run_audit
 from braintumor.integrity.policy import IntegrityPolicy
 from braintumor_zenml.materializers import ImageFolder
@@ -36,8 +36,8 @@ def audit_headline(figures: dict[str, Any]) -> dict[str, Any]:
 def audit_data(
     images: ImageFolder, manifest: pd.DataFrame, integrity: dict[str, Any]
 ) -> tuple[
-    Annotated[pd.DataFrame, "clusters"],
-    Annotated[dict, "audit_summary"],
+    Annotated[pd.DataFrame, ARTIFACT_CLUSTERS],
+    Annotated[dict, ARTIFACT_AUDIT_SUMMARY],
     Annotated[HTMLString, ARTIFACT_AUDIT],
 ]:
     policy = IntegrityPolicy.from_dict(integrity)

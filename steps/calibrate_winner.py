@@ -12,7 +12,7 @@ from zenml import log_metadata, step
 from zenml.artifacts.artifact_config import ArtifactConfig
 from zenml.enums import ArtifactType
 
-from braintumor.constants import ARTIFACT_BEST_MODEL, VAL
+from braintumor.constants import ARTIFACT_BEST_MODEL, ARTIFACT_CALIBRATION, VAL
 from braintumor.models.calibrated import calibrate_model
 from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import DatasetError, label_indices, load_images, select_split
@@ -26,7 +26,7 @@ def calibrate_winner(
     Annotated[
         keras.Model, ArtifactConfig(name=ARTIFACT_BEST_MODEL, artifact_type=ArtifactType.MODEL)
     ],
-    Annotated[dict, "calibration"],
+    Annotated[dict, ARTIFACT_CALIBRATION],
 ]:
     """`best_model` (the model every version is served from) and its calibration."""
     rows = select_split(splits, VAL)

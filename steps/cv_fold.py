@@ -7,6 +7,7 @@ from typing import Annotated
 import pandas as pd
 from zenml import log_metadata, step
 
+from braintumor.constants import ARTIFACT_CV_FOLD
 from braintumor.evaluation.crossval import cross_validate_fold
 from braintumor.training.config import TrainingConfig
 from braintumor_zenml.materializers import ImageFolder
@@ -22,7 +23,7 @@ def cv_fold(
     fold: int,
     val_fraction: float,
     seed: int,
-) -> Annotated[dict, "cv_{scheme}_{fold}"]:
+) -> Annotated[dict, ARTIFACT_CV_FOLD]:
     result = cross_validate_fold(
         folds,
         scheme,

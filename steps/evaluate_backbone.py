@@ -8,7 +8,7 @@ import keras
 import pandas as pd
 from zenml import log_metadata, step
 
-from braintumor.constants import VAL
+from braintumor.constants import ARTIFACT_VAL_METRICS, VAL
 from braintumor.evaluation.scoring import backbone_scores
 from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import label_indices, load_images, select_split
@@ -18,7 +18,7 @@ from braintumor_zenml.materializers import ImageFolder
 @step(substitutions={"backbone": "backbone"})
 def evaluate_backbone(
     model: keras.Model, images: ImageFolder, splits: pd.DataFrame, config: TrainingConfig
-) -> Annotated[dict, "val_metrics_{backbone}"]:
+) -> Annotated[dict, ARTIFACT_VAL_METRICS]:
     """Validation metrics (weighted F1 with CI, per-class recall...), size and latency."""
     rows = select_split(splits, VAL)
     x = load_images(rows["path"].tolist(), images.path, config.preprocess_spec())

@@ -9,16 +9,16 @@ from typing import Annotated
 import pandas as pd
 from zenml import get_step_context, log_metadata, step
 
-from braintumor.constants import ARTIFACT_MANIFEST, MANIFEST_FILE
+from braintumor.constants import ARTIFACT_IMAGES, ARTIFACT_MANIFEST, MANIFEST_FILE
 from braintumor.data.ingest import ingest
 from braintumor.data.manifest import read_manifest
 from braintumor_zenml.materializers import ImageFolder, ImageFolderMaterializer
 
 
-@step(output_materializers={"raw_images": ImageFolderMaterializer})
+@step(output_materializers={ARTIFACT_IMAGES: ImageFolderMaterializer})
 def load_data(
     source: str, data_hash: str
-) -> tuple[Annotated[ImageFolder, "raw_images"], Annotated[pd.DataFrame, ARTIFACT_MANIFEST]]:
+) -> tuple[Annotated[ImageFolder, ARTIFACT_IMAGES], Annotated[pd.DataFrame, ARTIFACT_MANIFEST]]:
     """Use `source` if it is an ingested folder (has a manifest), else ingest it first.
 
     `data_hash` identifies the data version: it is a parameter so that changed data at the

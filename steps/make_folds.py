@@ -7,13 +7,14 @@ from typing import Annotated
 import pandas as pd
 from zenml import log_metadata, step
 
+from braintumor.constants import ARTIFACT_CV_FOLDS
 from braintumor.evaluation.crossval import assign_folds
 
 
 @step
 def make_folds(
     splits: pd.DataFrame, n_folds: int, seed: int
-) -> Annotated[pd.DataFrame, "cv_folds"]:
+) -> Annotated[pd.DataFrame, ARTIFACT_CV_FOLDS]:
     folds = assign_folds(splits, n_folds, seed)
     log_metadata(
         metadata={

@@ -9,7 +9,7 @@ import pandas as pd
 from zenml import get_step_context, log_metadata, step
 from zenml.logger import get_logger
 
-from braintumor.constants import VAL
+from braintumor.constants import ARTIFACT_PACKAGED, VAL
 from braintumor.guard.ood import OodDetector
 from braintumor.guard.review import GuardCard
 from braintumor.run_config import PackageConfig
@@ -32,7 +32,7 @@ def package(
     images: ImageFolder,
     splits: pd.DataFrame,
     settings: PackageConfig,
-) -> Annotated[dict, "packaged"]:
+) -> Annotated[dict, ARTIFACT_PACKAGED]:
     """Packages a model that reached at least the configured stage in this run, with its
     guard; the card's temperature is the one calibrate_winner fitted (and the guard used):
     packaging fits nothing."""

@@ -7,7 +7,7 @@ from typing import Annotated
 import pandas as pd
 from zenml import log_metadata, step
 
-from braintumor.constants import TRAIN
+from braintumor.constants import ARTIFACT_CLASS_BALANCE, TRAIN
 from braintumor.training.balancing import describe_plan
 from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import label_indices, select_split
@@ -16,7 +16,7 @@ from braintumor.training.dataset import label_indices, select_split
 @step
 def plan_balance(
     splits: pd.DataFrame, trainings: dict[str, TrainingConfig]
-) -> Annotated[dict, "class_balance"]:
+) -> Annotated[dict, ARTIFACT_CLASS_BALANCE]:
     """Per backbone: class counts before/after its strategy and the loss weights.
 
     Fails the run early when a strategy cannot work on this split.

@@ -13,13 +13,14 @@ from typing import Annotated
 from zenml import get_step_context, log_metadata, step
 from zenml.logger import get_logger
 
+from braintumor.constants import ARTIFACT_MODEL, ARTIFACT_STAGE
 from braintumor_zenml.registry import earlier_version_holding, now_iso, set_stage, this_run_artifact
 
 logger = get_logger(__name__)
 
 
 @step(enable_cache=False)
-def promote(promotion_decision: dict, winner: str) -> Annotated[str, "stage"]:
+def promote(promotion_decision: dict, winner: str) -> Annotated[str, ARTIFACT_STAGE]:
     """Returns the stage set ("staging"/"production"), or "none" (rejected, or the same model
     as an earlier version)."""
     model_version = get_step_context().model_version
@@ -28,7 +29,7 @@ def promote(promotion_decision: dict, winner: str) -> Annotated[str, "stage"]:
         "policy": promotion_decision.get("policy", {}).get("name"),
         "at": now_iso(),
     }
-    trained = this_run_artifact(f"train_{winner}", f"model_{winner}")
+    trained = this_run_artifact(f"train_{winner}", ARTIFACT_MODEL.format(backbone=winner))
     same = earlier_version_holding(trained, model_version)
     if same is not None:
         logger.warning(

@@ -10,6 +10,12 @@ from zenml import log_metadata, step
 from zenml.artifacts.artifact_config import ArtifactConfig
 from zenml.enums import ArtifactType
 
+from braintumor.constants import (
+    ARTIFACT_LEADERBOARD,
+    ARTIFACT_WINNER,
+    ARTIFACT_WINNER_CONFIG,
+    ARTIFACT_WINNER_MODEL,
+)
 from braintumor.evaluation.leaderboard import choose_winner, leaderboard_row
 from braintumor.training.config import TrainingConfig
 
@@ -21,10 +27,12 @@ def select_best(
     models: list[keras.Model],
     configs: dict[str, TrainingConfig],
 ) -> tuple[
-    Annotated[list[dict], "leaderboard"],
-    Annotated[str, "winner"],
-    Annotated[keras.Model, ArtifactConfig(name="winner_model", artifact_type=ArtifactType.MODEL)],
-    Annotated[TrainingConfig, "winner_config"],
+    Annotated[list[dict], ARTIFACT_LEADERBOARD],
+    Annotated[str, ARTIFACT_WINNER],
+    Annotated[
+        keras.Model, ArtifactConfig(name=ARTIFACT_WINNER_MODEL, artifact_type=ArtifactType.MODEL)
+    ],
+    Annotated[TrainingConfig, ARTIFACT_WINNER_CONFIG],
 ]:
     """Reads the outputs of *this* run (passed in, `models` in the order of `trainings`),
     never "the latest artifact" by name."""

@@ -9,13 +9,14 @@ from typing import Annotated
 from zenml import get_step_context, log_metadata, step
 from zenml.types import HTMLString
 
+from braintumor.constants import ARTIFACT_CV_REPORT, ARTIFACT_CV_SUMMARY
 from braintumor.evaluation.crossval import headline, render_cv_report, summarize_folds
 
 
 @step(enable_cache=False)
 def summarize_cv(
     fold_results: list[dict], backbone: str, data_hash: str, git_commit: str
-) -> tuple[Annotated[dict, "cv_summary"], Annotated[HTMLString, "cv_report"]]:
+) -> tuple[Annotated[dict, ARTIFACT_CV_SUMMARY], Annotated[HTMLString, ARTIFACT_CV_REPORT]]:
     summary = summarize_folds(fold_results)
     summary.update(backbone=backbone, data_hash=data_hash, git_commit=git_commit)
     run = get_step_context().pipeline_run

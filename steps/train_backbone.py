@@ -11,6 +11,7 @@ from zenml.artifacts.artifact_config import ArtifactConfig
 from zenml.enums import ArtifactType
 from zenml.logger import get_logger
 
+from braintumor.constants import ARTIFACT_MODEL, ARTIFACT_TRAINING
 from braintumor.training.config import TrainingConfig
 from braintumor.training.dataset import load_split_arrays
 from braintumor.training.trainer import EpochReport, train_model
@@ -30,10 +31,8 @@ def _log_epoch(report: EpochReport) -> None:
 def train_backbone(
     images: ImageFolder, splits: pd.DataFrame, class_balance: dict, config: TrainingConfig
 ) -> tuple[
-    Annotated[
-        keras.Model, ArtifactConfig(name="model_{backbone}", artifact_type=ArtifactType.MODEL)
-    ],
-    Annotated[dict, "training_{backbone}"],
+    Annotated[keras.Model, ArtifactConfig(name=ARTIFACT_MODEL, artifact_type=ArtifactType.MODEL)],
+    Annotated[dict, ARTIFACT_TRAINING],
 ]:
     """Train `config.backbone` on the split's train rows, early-stopped on its val rows."""
     data = load_split_arrays(

@@ -8,6 +8,7 @@ import pandas as pd
 from zenml import log_metadata, step
 from zenml.logger import get_logger
 
+from braintumor.constants import ARTIFACT_BEST_RUN_CONFIG, ARTIFACT_STUDY_SUMMARY
 from braintumor.training.trainer import EpochReport
 from braintumor.tuning import run_study
 from braintumor_zenml.materializers import ImageFolder
@@ -30,7 +31,7 @@ def tune_trials(
     study_name: str,
     n_trials: int,
     context: dict[str, str],
-) -> tuple[Annotated[dict, "study_summary"], Annotated[dict, "best_run_config"]]:
+) -> tuple[Annotated[dict, ARTIFACT_STUDY_SUMMARY], Annotated[dict, ARTIFACT_BEST_RUN_CONFIG]]:
     """`n_trials` more trials of `study_name`; `images` and `rows` hold no test image."""
     outcome = run_study(
         run,

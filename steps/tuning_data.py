@@ -10,14 +10,17 @@ from typing import Annotated
 import pandas as pd
 from zenml import log_metadata, step
 
+from braintumor.constants import ARTIFACT_TUNING_IMAGES, ARTIFACT_TUNING_ROWS
 from braintumor.tuning import link_images, tuning_rows
 from braintumor_zenml.materializers import ImageFolder, ImageFolderMaterializer
 
 
-@step(output_materializers={"tuning_images": ImageFolderMaterializer})
+@step(output_materializers={ARTIFACT_TUNING_IMAGES: ImageFolderMaterializer})
 def tuning_data(
     images: ImageFolder, splits: pd.DataFrame
-) -> tuple[Annotated[ImageFolder, "tuning_images"], Annotated[pd.DataFrame, "tuning_rows"]]:
+) -> tuple[
+    Annotated[ImageFolder, ARTIFACT_TUNING_IMAGES], Annotated[pd.DataFrame, ARTIFACT_TUNING_ROWS]
+]:
     rows = tuning_rows(splits)
     folder = link_images(rows, images.path, Path(tempfile.mkdtemp(prefix="braintumor-tune-")))
     counts = rows.groupby(["split", "label"]).size()

@@ -69,20 +69,42 @@ MANIFEST_FILE = "manifest.csv"
 QUARANTINE_FILE = "quarantine.csv"
 SPLITS_FILE = "splits.csv"
 
-# Artifact names of the training pipeline (a contract: reports and the CLI look them up).
+# Artifact names: each is one step's output name (`Annotated[..., NAME]`) and what the readers
+# (launch, operations, registry, reports, tests) look it up by. `{backbone}`, `{scheme}` and
+# `{fold}` are ZenML substitutions; readers fill them with `.format(...)`.
+ARTIFACT_IMAGES = "raw_images"
 ARTIFACT_MANIFEST = "manifest"
+ARTIFACT_CLUSTERS = "clusters"
+ARTIFACT_AUDIT_SUMMARY = "audit_summary"
 ARTIFACT_AUDIT = "audit_report"
 ARTIFACT_SPLITS = "splits"
-ARTIFACT_TRAIN_PLAN = "train_plan"
-ARTIFACT_MODEL_PREFIX = "model_"  # + backbone name
-ARTIFACT_VAL_METRICS_PREFIX = "val_metrics_"  # + backbone name
-ARTIFACT_BEST_MODEL = "best_model"
+ARTIFACT_CLASS_BALANCE = "class_balance"
+ARTIFACT_MODEL = "model_{backbone}"
+ARTIFACT_TRAINING = "training_{backbone}"
+ARTIFACT_VAL_METRICS = "val_metrics_{backbone}"
+ARTIFACT_LEADERBOARD = "leaderboard"
+ARTIFACT_WINNER = "winner"
+ARTIFACT_WINNER_MODEL = "winner_model"
+ARTIFACT_WINNER_CONFIG = "winner_config"
+ARTIFACT_BEST_MODEL = "best_model"  # the winner, calibrated: what every version is served from
+ARTIFACT_CALIBRATION = "calibration"
 ARTIFACT_TEST_METRICS = "test_metrics"
 ARTIFACT_TEST_PREDICTIONS = "test_predictions"
 ARTIFACT_DECISION = "promotion_decision"
+ARTIFACT_STAGE = "stage"
+ARTIFACT_PACKAGED = "packaged"
 ARTIFACT_REPORT = "run_report"
 ARTIFACT_GUARD = "guard"  # the guard's card entry (thresholds, validation rates)
 ARTIFACT_OOD_DETECTOR = "ood_detector"
+# Cross-validation and tuning.
+ARTIFACT_CV_FOLDS = "cv_folds"
+ARTIFACT_CV_FOLD = "cv_{scheme}_{fold}"
+ARTIFACT_CV_SUMMARY = "cv_summary"
+ARTIFACT_CV_REPORT = "cv_report"
+ARTIFACT_TUNING_IMAGES = "tuning_images"
+ARTIFACT_TUNING_ROWS = "tuning_rows"
+ARTIFACT_STUDY_SUMMARY = "study_summary"
+ARTIFACT_BEST_RUN_CONFIG = "best_run_config"
 
 # Drift monitoring: the training pipeline links `reference_features` (image features of the
 # training split) to each model version; the monitoring pipeline's outputs.

@@ -15,7 +15,16 @@ from typing import Any
 
 import yaml
 
-from braintumor.constants import PROTOCOL_LEAVE_SOURCE_OUT
+from braintumor.constants import (
+    ARTIFACT_DECISION,
+    ARTIFACT_LEADERBOARD,
+    ARTIFACT_PACKAGED,
+    ARTIFACT_REPORT,
+    ARTIFACT_STAGE,
+    ARTIFACT_TEST_METRICS,
+    ARTIFACT_WINNER,
+    PROTOCOL_LEAVE_SOURCE_OUT,
+)
 from braintumor.data.manifest import read_manifest
 from braintumor.data.versioning import data_version
 from braintumor.integrity.policy import IntegrityPolicy, with_protocol
@@ -195,16 +204,16 @@ def collect_outcome(pipeline_run: Any, report_dir: Path | None, exit_code: int) 
         run_name=pipeline_run.name,
         status=str(pipeline_run.status.value),
         model_version=model_version.number if model_version else None,
-        winner=output("select_best", "winner"),
-        leaderboard=output("select_best", "leaderboard") or [],
-        test_metrics=output("evaluate_winner", "test_metrics") or {},
-        decision=output("gate", "promotion_decision") or {},
-        stage=output("promote", "stage"),
+        winner=output("select_best", ARTIFACT_WINNER),
+        leaderboard=output("select_best", ARTIFACT_LEADERBOARD) or [],
+        test_metrics=output("evaluate_winner", ARTIFACT_TEST_METRICS) or {},
+        decision=output("gate", ARTIFACT_DECISION) or {},
+        stage=output("promote", ARTIFACT_STAGE),
         same_model_as=model_version.run_metadata.get("same_model_as") if model_version else None,
-        packaged=output("package", "packaged") or {},
+        packaged=output("package", ARTIFACT_PACKAGED) or {},
         exit_code_on_reject=exit_code,
     )
-    html = output("report", "run_report")
+    html = output("report", ARTIFACT_REPORT)
     if html is not None and report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         outcome.report_path = report_dir / f"{pipeline_run.name}.html"

@@ -20,8 +20,10 @@ from zenml.models import ModelVersionResponse
 from braintumor.constants import (
     ARTIFACT_BEST_MODEL,
     ARTIFACT_GUARD,
+    ARTIFACT_IMAGES,
     ARTIFACT_OOD_DETECTOR,
     ARTIFACT_SPLITS,
+    ARTIFACT_TEST_METRICS,
     ARTIFACT_TEST_PREDICTIONS,
     MODEL_NAME,
 )
@@ -80,7 +82,7 @@ def promote_to_production(
         raise PromotionError(
             f"version {version} holds the same model as version {original}: promote {original}"
         )
-    test_metrics = _run_artifact(candidate_version, "test_metrics")
+    test_metrics = _run_artifact(candidate_version, ARTIFACT_TEST_METRICS)
     candidate = CandidateScores.from_metrics(test_metrics)
     class_names = tuple(test_metrics["class_names"])
     production = model_version_in_stage("production")
@@ -88,7 +90,7 @@ def promote_to_production(
         raise PromotionError(f"version {version} is already in production")
     incumbent = None
     if production is not None:
-        images = _run_artifact(candidate_version, "raw_images")
+        images = _run_artifact(candidate_version, ARTIFACT_IMAGES)
         predictions = _run_artifact(candidate_version, ARTIFACT_TEST_PREDICTIONS)
         splits = _run_artifact(candidate_version, ARTIFACT_SPLITS)
         incumbent, _ = compare_with_production(
@@ -172,8 +174,8 @@ def package_version(
     model_version = find_version(version, stage)
     model = _run_artifact(model_version, ARTIFACT_BEST_MODEL)
     card = model_card(model_version, stage=as_stage)
-    images = _run_artifact(model_version, "raw_images")
-    rows = select_split(_run_artifact(model_version, "splits"), VAL)
+    images = _run_artifact(model_version, ARTIFACT_IMAGES)
+    rows = select_split(_run_artifact(model_version, ARTIFACT_SPLITS), VAL)
     parity = load_images(rows["path"].tolist(), images.path, card.spec).astype("float32")
     labels = label_indices(rows["label"].tolist(), card.class_names)
     guard = None

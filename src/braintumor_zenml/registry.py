@@ -115,7 +115,7 @@ def model_card(model_version: ModelVersionResponse, stage: str | None = None):
     from braintumor.serving.metadata import ModelCard
     from braintumor.tasks import task_of
 
-    test_artifact = model_version.get_artifact("test_metrics")
+    test_artifact = model_version.get_artifact(ARTIFACT_TEST_METRICS)
     metadata = dict(model_version.run_metadata)
     if "preprocessing" not in metadata:
         # evaluate_winner came from the cache: the metadata it logged went to the version of
