@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from matplotlib.colors import to_hex
 
@@ -13,7 +11,6 @@ from braintumor.evaluation.plots import (
     confusion_matrix_figure,
     reliability_figure,
     roc_figure,
-    save_evaluation_plots,
     training_curves_figure,
 )
 
@@ -62,14 +59,18 @@ def test_every_figure_has_labelled_axes_and_safe_colours() -> None:
     assert any(label.startswith("glioma (AUC") for label in roc_labels)
 
 
-def test_save_evaluation_plots_writes_png_files(tmp_path: Path) -> None:
+def test_every_figure_renders_as_the_png_the_run_report_embeds() -> None:
+    from braintumor.evaluation.metrics import confusion_matrix
+    from braintumor.reporting import figure_png
+
     y, probs = sample()
     history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "phase": ["train", "train"]}
-    paths = save_evaluation_plots(
-        tmp_path / "plots", y, probs, NAMES, history=history, prefix="val_"
-    )
-    assert set(paths) == {"confusion_matrix", "roc_curves", "reliability", "training_curves"}
-    for path in paths.values():
-        assert path.name.startswith("val_")
-        assert path.read_bytes()[:8] == PNG_MAGIC
-        assert path.stat().st_size > 5_000
+    figures = [
+        confusion_matrix_figure(confusion_matrix(y, probs.argmax(axis=1), 4), NAMES),
+        roc_figure(y, probs, NAMES),
+        reliability_figure(y, probs),
+        training_curves_figure(history),
+    ]
+    for figure in figures:
+        png = figure_png(figure)
+        assert png[:8] == PNG_MAGIC and len(png) > 5_000

@@ -9,11 +9,26 @@ from hypothesis import strategies as st
 
 from braintumor.integrity.index import (
     HammingIndex,
-    brute_force_pairs,
     choose_chunks,
     hamming,
     pairs_within,
 )
+
+
+def brute_force_pairs(
+    hashes: np.ndarray, max_distance: int, mirror_hashes: np.ndarray | None = None
+) -> set[tuple[int, int]]:
+    """The reference: every pair, compared one by one (O(n^2))."""
+    hashes = np.ascontiguousarray(hashes, dtype=np.uint64).ravel()
+    result = set()
+    for a in range(len(hashes)):
+        direct = hamming(hashes[a], hashes)
+        close = set(np.flatnonzero(direct <= max_distance).tolist())
+        if mirror_hashes is not None:
+            mirrored = hamming(np.uint64(mirror_hashes[a]), hashes)
+            close |= set(np.flatnonzero(mirrored <= max_distance).tolist())
+        result |= {(min(a, b), max(a, b)) for b in close if b != a}
+    return result
 
 
 def _flip(value: np.uint64, bits: list[int]) -> np.uint64:

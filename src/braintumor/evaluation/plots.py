@@ -3,13 +3,12 @@
 Every figure has labelled axes and a title. Colours are colour-blind safe: lines use the
 Okabe-Ito palette (distinguishable with every common colour-vision deficiency) with distinct
 line styles as a second cue, and matrices use viridis. Each `*_figure` function returns a
-Matplotlib figure (for tests and notebooks); `save_figure` writes it and closes it.
+Matplotlib figure; the run report embeds it as PNG (`braintumor.reporting.figure_png`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -33,15 +32,6 @@ OKABE_ITO: tuple[str, ...] = (
 )
 LINE_STYLES: tuple[str, ...] = ("-", "--", "-.", ":")
 MATRIX_CMAP = "viridis"
-
-
-def save_figure(figure: Figure, path: str | Path, dpi: int = 120) -> Path:
-    """Write `figure` as PNG (creating folders) and release its memory."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(target, dpi=dpi, bbox_inches="tight", format="png")
-    plt.close(figure)
-    return target
 
 
 def confusion_matrix_figure(
@@ -163,33 +153,3 @@ def reliability_figure(
     axis.legend(loc="upper left")
     figure.tight_layout()
     return figure
-
-
-def save_evaluation_plots(
-    out_dir: str | Path,
-    y_true: np.ndarray,
-    probs: np.ndarray,
-    class_names: Sequence[str],
-    *,
-    history: Mapping[str, Sequence[Any]] | None = None,
-    prefix: str = "",
-) -> dict[str, Path]:
-    """All four figures into `out_dir`; returns {kind: path}."""
-    from braintumor.evaluation.metrics import confusion_matrix
-
-    out = Path(out_dir)
-    y_true = np.asarray(y_true)
-    matrix = confusion_matrix(y_true, np.asarray(probs).argmax(axis=1), len(class_names))
-    figures = {
-        "confusion_matrix": confusion_matrix_figure(matrix, class_names),
-        "roc_curves": roc_figure(y_true, probs, class_names),
-        "reliability": reliability_figure(y_true, probs),
-    }
-    paths = {
-        kind: save_figure(figure, out / f"{prefix}{kind}.png") for kind, figure in figures.items()
-    }
-    if history:
-        paths["training_curves"] = save_figure(
-            training_curves_figure(history), out / f"{prefix}training_curves.png"
-        )
-    return paths

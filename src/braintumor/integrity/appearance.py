@@ -239,7 +239,7 @@ def load_appearance(
     workers: int = DEFAULT_WORKERS,
 ) -> pd.DataFrame:
     """`appearance_table` of the images at `paths` (relative to `data_root`), read in
-    `workers` processes (`integrity.workers`; `loader` must then be a module-level function)."""
+    `workers` processes (default: one per core; `loader` must then be a module-level function)."""
     paths = list(paths)
     parts = [[paths[k] for k in rows.tolist()] for rows in batches(len(paths), 100, workers)]
     if workers <= 1 or len(parts) <= 1:

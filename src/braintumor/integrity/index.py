@@ -184,19 +184,3 @@ def pairs_within(
     first[1:] = key[1:] != key[:-1]
     pick = order[first]
     return i_all[pick], j_all[pick], d_all[pick], m_all[pick]
-
-
-def brute_force_pairs(
-    hashes: np.ndarray, max_distance: int, mirror_hashes: np.ndarray | None = None
-) -> set[tuple[int, int]]:
-    """Reference all-pairs search (O(n^2)); for tests and small sets only."""
-    hashes = np.ascontiguousarray(hashes, dtype=np.uint64).ravel()
-    result = set()
-    for a in range(len(hashes)):
-        direct = hamming(hashes[a], hashes)
-        close = set(np.flatnonzero(direct <= max_distance).tolist())
-        if mirror_hashes is not None:
-            mirrored = hamming(np.uint64(mirror_hashes[a]), hashes)
-            close |= set(np.flatnonzero(mirrored <= max_distance).tolist())
-        result |= {(min(a, b), max(a, b)) for b in close if b != a}
-    return result

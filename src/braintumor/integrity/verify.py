@@ -242,7 +242,7 @@ def verify_pairs(
     """Score candidate pairs of images on disk.
 
     Each image is read and cropped once (`verification_image`), then the pairs are scored
-    with `pair_score`; both in `workers` processes (`integrity.workers`) when workers > 1.
+    with `pair_score`; both in `workers` processes (default: one per core) when workers > 1.
 
     Args:
         data_root: folder the manifest paths are relative to.

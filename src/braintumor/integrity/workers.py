@@ -13,13 +13,17 @@ over items. Functions and arguments sent to workers are pickled (module-level fu
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
 import cv2
 import numpy as np
 
-DEFAULT_WORKERS = 2
+# One process per core this process may run on.
+DEFAULT_WORKERS = (
+    len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+)
 
 
 def _single_threaded_opencv(initializer: Callable[..., None] | None, *initargs: object) -> None:
