@@ -104,8 +104,9 @@ def test_push_and_pull_round_trip(repo: Path, tmp_path: Path) -> None:
 
 
 def test_the_stage_lists_the_code_its_command_runs(sample_dir: Path, tmp_path: Path) -> None:
-    """Every module `braintumor data clahe` loads is a dep, or known not to shape its output."""
-    assert STAGE["cmd"].startswith("braintumor data clahe ")
+    """Every module the stage's command (`python -m braintumor.cli data clahe`) loads is a dep,
+    or known not to shape its output."""
+    assert STAGE["cmd"].startswith("python -m braintumor.cli data clahe ")
     ingest(sample_dir, out_dir=tmp_path / "raw")
     command = ["data", "clahe", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "out")]
     code = (
