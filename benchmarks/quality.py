@@ -119,7 +119,7 @@ def run_protocol(
     splits = pd.read_csv(splits_path, dtype={"path": str, "label": str, "split": str})
     start = time.perf_counter()
     names = config.class_names
-    data = load_split_arrays(splits, data_root, config.preprocess_spec(), class_names=names)
+    data = load_split_arrays(splits, data_root, config.preprocessing, class_names=names)
     load_seconds = time.perf_counter() - start
     log.info(
         "%s: %d train / %d val / %d test images loaded in %.0fs",

@@ -32,7 +32,7 @@ def calibrate_winner(
     rows = select_split(splits, VAL)
     if rows.empty:
         raise DatasetError("the val split is empty: nothing to calibrate the winner on")
-    x = load_images(rows["path"].tolist(), images.path, config.preprocess_spec())
+    x = load_images(rows["path"].tolist(), images.path, config.preprocessing)
     y = label_indices(rows["label"].tolist(), config.class_names)
     calibration = calibrate_model(winner_model, x, y, class_offsets=config.refit_class_bias)
     fitted = {**calibration.to_dict(), "val_images": len(rows)}

@@ -21,7 +21,7 @@ def evaluate_backbone(
 ) -> Annotated[dict, ARTIFACT_VAL_METRICS]:
     """Validation metrics (weighted F1 with CI, per-class recall...), size and latency."""
     rows = select_split(splits, VAL)
-    x = load_images(rows["path"].tolist(), images.path, config.preprocess_spec())
+    x = load_images(rows["path"].tolist(), images.path, config.preprocessing)
     y = label_indices(rows["label"].tolist(), config.class_names)
     metrics = backbone_scores(model, x, y, config.class_names, config.backbone)
     log_metadata(

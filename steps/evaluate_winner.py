@@ -29,7 +29,7 @@ def evaluate_winner(
     Annotated[pd.DataFrame, ARTIFACT_TEST_PREDICTIONS],
 ]:
     """Test metrics of `best_model`; the metadata the model card is written from."""
-    winner, spec, names = config.backbone, config.preprocess_spec(), config.class_names
+    winner, spec, names = config.backbone, config.preprocessing, config.class_names
     rows = select_split(splits, TEST)
     if rows.empty:
         raise DatasetError("the test split is empty: nothing to evaluate the winner on")

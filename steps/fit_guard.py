@@ -39,7 +39,7 @@ def fit_guard(
         best_model,
         images.path,
         splits,
-        config.preprocess_spec(),
+        config.preprocessing,
         temperature=float(calibration["temperature"]),
         class_names=config.class_names,
         review_threshold=settings.review_threshold,

@@ -49,7 +49,7 @@ def report(
         "Training curves": plots.training_curves_figure(history),
     }
     rows = select_split(splits, TEST)
-    x = load_images(rows["path"].tolist(), images.path, config.preprocess_spec())
+    x = load_images(rows["path"].tolist(), images.path, config.preprocessing)
     gallery = build_gallery(
         best_model,
         x,

@@ -36,7 +36,7 @@ def train_backbone(
 ]:
     """Train `config.backbone` on the split's train rows, early-stopped on its val rows."""
     data = load_split_arrays(
-        splits, images.path, config.preprocess_spec(), class_names=config.class_names
+        splits, images.path, config.preprocessing, class_names=config.class_names
     )
     result = train_model(config, data, progress=_log_epoch)
     summary = {

@@ -17,7 +17,7 @@ def test_defaults_are_the_cpu_friendly_from_scratch_cnn() -> None:
     assert config.backbone == "custom_cnn" and config.weights is None
     assert not config.pretrained
     assert config.balancing.strategy == "class_weight"
-    assert isinstance(config.preprocess_spec(), PreprocessSpec)
+    assert isinstance(config.preprocessing, PreprocessSpec)
     assert config.input_shape() == (128, 128, 1)
     assert isinstance(config.augmentation.spec(), AugmentSpec)
 
@@ -35,7 +35,7 @@ def test_from_a_yaml_like_dict() -> None:
         }
     )
     assert config.weights == "imagenet" and config.pretrained
-    assert config.preprocess_spec().variant == "clahe"
+    assert config.preprocessing.variant == "clahe"
     assert config.head.spec().dense_units == 128
     assert config.augmentation.spec() is None
     for null in (None, "null", "None", ""):

@@ -380,7 +380,7 @@ def run_study(
         values = {path: p.suggest(trial, path) for path, p in tuning.space.items()}
         trial.set_user_attr("values", values)
         training = _run_config(tuned_run(base, backbone, values)).training_config(backbone, clahe)
-        train, val = load(training.preprocess_spec())
+        train, val = load(training.preprocessing)
         try:
             result = train_model(
                 training,

@@ -149,7 +149,7 @@ def cross_validate_fold(
     from braintumor.training.trainer import log_progress, train_model
 
     table = fold_splits(folds, scheme, fold, val_fraction, seed)
-    data = load_split_arrays(table, data_root, config.preprocess_spec())
+    data = load_split_arrays(table, data_root, config.preprocessing)
     start = time.perf_counter()
     try:
         result = train_model(config, data, progress=progress or log_progress)

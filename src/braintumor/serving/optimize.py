@@ -92,7 +92,6 @@ def quantize_int8(onnx_path: str | Path, calibration: np.ndarray, out_path: str 
             a few dozen covering all classes are enough.
         out_path: Where to write the int8 model.
     """
-    import onnxruntime as ort
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -101,16 +100,14 @@ def quantize_int8(onnx_path: str | Path, calibration: np.ndarray, out_path: str 
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from braintumor.serving.predictor import onnx_session
+
     calibration = np.asarray(calibration, dtype=np.float32)
     if calibration.ndim != 4 or len(calibration) == 0:
         raise ValueError(
             f"calibration must be a batch of images (N, H, W, C), not {calibration.shape}"
         )
-    input_name = (
-        ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        .get_inputs()[0]
-        .name
-    )
+    input_name = onnx_session(onnx_path, threads=1).get_inputs()[0].name
 
     class _Batches(CalibrationDataReader):
         def __init__(self) -> None:

@@ -291,8 +291,5 @@ class TrainingConfig(_Strict):
         """True when training starts from weights: two phases (frozen base, then fine-tune)."""
         return self.weights is not None
 
-    def preprocess_spec(self) -> PreprocessSpec:
-        return self.preprocessing
-
     def input_shape(self) -> tuple[int, int, int]:
         return self.preprocessing.input_shape
