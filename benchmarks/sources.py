@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "src"), str(REPO)]
+sys.path[:0] = [str(REPO / "src"), str(REPO), str(REPO / "benchmarks")]
 
-from braintumor.lineage import git_commit  # noqa: E402
+from _common import header, write_results  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "sources.json"
@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     for folder in (args.kaggle, args.second):
         if not folder.is_dir():
             parser.error(f"{folder} is not a folder: give --kaggle / --second")
-    commit = git_commit(REPO)  # the code that runs, not the checkout at the end of a long run
+    head = header("sources", __file__, argv)  # the code that runs, not the tree at the end
+    commit = str(head["git_commit"])
     with tempfile.TemporaryDirectory(prefix="sources-") as tmp:
         raw, audit = Path(tmp) / "raw", Path(tmp) / "audit"
         ingest_s = cli("data", "ingest", str(args.kaggle), "--out", str(raw))
@@ -133,15 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         trained = train_and_test(raw, audit / "splits.csv", args.train, args.out, commit)
     sources = figures["sources"]
     report: dict[str, Any] = {
-        "benchmark": "sources",
-        "command": " ".join(["python", "benchmarks/sources.py", *(argv or sys.argv[1:])]),
-        "git_commit": commit,
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {
-            "cores": os.cpu_count(),
-            "load_average_before_audit": load,
-            "load_average_after": list(os.getloadavg()),
-        },
+        "load_average": {"before_audit": load, "at_end": list(os.getloadavg())},
         "images": figures.get(
             "images", sum(sum(c.values()) for c in sources["images_by_source_class"].values())
         ),
@@ -155,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "sources": sources,
         **trained,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_results(head, report, args.out)
     shared = sources["shared_images"]
     total = report["images"]["total"] if isinstance(report["images"], dict) else report["images"]
     print(f"audit of {total} images: {audit_s:.1f} s; shared images {shared}")

@@ -46,9 +46,6 @@ PREDATE_HEADER = {
     ),
     # No CPU model, flags or RAM, a free-text note. The cpu config trains for 35-70 minutes.
     "pipeline.json": "python benchmarks/pipeline.py --configs smoke cpu",
-    # benchmarks/sources.py has a header of its own (no CPU model, flags or RAM) and belongs to
-    # the integrity work; its leave-source-out training takes about an hour.
-    "sources.json": "python benchmarks/sources.py --train figshare-br35h",
 }
 
 NOTE_KEYS = ("note", "notes")
