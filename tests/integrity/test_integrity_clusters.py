@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from braintumor.integrity.clusters import (
-    cluster_table,
     connected_clusters,
     exact_duplicate_edges,
 )
@@ -33,9 +32,3 @@ def test_bad_edges_are_refused():
 def test_exact_duplicate_edges_link_each_copy_to_the_first():
     first, second = exact_duplicate_edges(["a", "b", "a", "c", "b", "a"])
     assert sorted(zip(first.tolist(), second.tolist(), strict=True)) == [(0, 2), (0, 5), (1, 4)]
-
-
-def test_cluster_table_sizes():
-    table = cluster_table(["p0", "p1", "p2", "p3"], np.array([0]), np.array([2]))
-    assert table["cluster_id"].tolist() == [0, 1, 0, 2]
-    assert table["cluster_size"].tolist() == [2, 1, 2, 1]

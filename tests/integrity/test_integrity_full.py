@@ -57,11 +57,9 @@ def test_full_audit_figures_are_written_and_plausible(full_ingested, full_audit)
 
 def test_official_removes_every_testing_image_with_a_training_duplicate(full_ingested, full_audit):
     manifest = pd.read_csv(full_ingested.out_dir / "manifest.csv", dtype=str)
-    clusters = full_audit.duplicates.cluster_table(manifest.sort_values("path"))
+    manifest = manifest.sort_values("path").reset_index(drop=True)  # the audit's row order
     splits = make_splits(
-        manifest.sort_values("path").reset_index(drop=True),
-        clusters,
-        IntegrityPolicy(protocol="official"),
+        manifest, full_audit.duplicates.cluster_ids, IntegrityPolicy(protocol="official")
     )
     in_training = set(splits.loc[splits["origin_split"] == "training", "cluster_id"])
     testing = splits[splits["origin_split"] == "testing"]

@@ -40,13 +40,3 @@ def exact_duplicate_edges(keys: pd.Series | np.ndarray) -> tuple[np.ndarray, np.
     first_of_code = pd.Series(order).groupby(codes).transform("min").to_numpy()
     linked = first_of_code != order
     return first_of_code[linked], order[linked]
-
-
-def cluster_table(
-    paths: pd.Series | np.ndarray, first: np.ndarray, second: np.ndarray
-) -> pd.DataFrame:
-    """`path, cluster_id, cluster_size` for every item, from duplicate edges."""
-    paths = np.asarray(paths)
-    ids = connected_clusters(len(paths), first, second)
-    sizes = np.bincount(ids)[ids] if len(ids) else np.zeros(0, dtype=np.int64)
-    return pd.DataFrame({"path": paths, "cluster_id": ids, "cluster_size": sizes})

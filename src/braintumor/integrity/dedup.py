@@ -47,16 +47,6 @@ class Duplicates:
     pairs: pd.DataFrame
     candidates: pd.DataFrame
 
-    def cluster_table(self, manifest: pd.DataFrame) -> pd.DataFrame:
-        sizes = np.bincount(self.cluster_ids)[self.cluster_ids]
-        return pd.DataFrame(
-            {
-                "path": manifest["path"].to_numpy(),
-                "cluster_id": self.cluster_ids,
-                "cluster_size": sizes,
-            }
-        )
-
 
 def _hashes(manifest: pd.DataFrame) -> dict[str, np.ndarray]:
     missing = [c for c in ("pixel_sha256", *HASH_COLUMNS) if c not in manifest.columns]
