@@ -116,6 +116,24 @@ def test_knn_scores_in_numpy_equal_scikit_learn(tmp_path):
     np.testing.assert_allclose(detector.score(queries), distances[:, -1], atol=1e-5)
 
 
+def test_mahalanobis_scores_equal_scikit_learns_distance():
+    """The served score is the smallest squared Mahalanobis distance to a class mean under
+    the shared Ledoit-Wolf covariance, as scikit-learn computes it."""
+    from sklearn.covariance import LedoitWolf
+
+    rng = np.random.default_rng(4)
+    train, labels, _ = clusters(rng, 300)
+    detector = fit_detector("mahalanobis", train, labels)
+    z = l2_normalise(train)
+    means = np.stack([z[labels == c].mean(axis=0) for c in range(3)])
+    shared = LedoitWolf(assume_centered=True).fit(z - means[labels])
+    queries = rng.normal(size=(40, 16))
+    expected = np.min(
+        [shared.mahalanobis(l2_normalise(queries) - mean) for mean in means], axis=0
+    )
+    np.testing.assert_allclose(detector.score(queries), expected, rtol=1e-9)
+
+
 @pytest.mark.parametrize("kind", ["mahalanobis", "knn"])
 def test_detector_round_trips_through_npz(tmp_path, kind):
     rng = np.random.default_rng(3)
@@ -243,3 +261,18 @@ def test_no_slice_of_the_full_kaggle_set_fails_an_input_check(full_dataset_dir: 
     assert len(files) == 3264
     failing = [p for p in files if checks_of(p.read_bytes())]
     assert failing == []
+
+
+def test_the_fast_jpeg_colour_measure_agrees_with_pillows():
+    """Colour JPEGs are measured from OpenCV's reduced-size decode; other formats with
+    Pillow. Both give about the same colourfulness for the same picture, and 0 for grey."""
+    from sklearn.datasets import load_sample_image
+
+    for name in ("china.jpg", "flower.jpg"):
+        photo = load_sample_image(name)
+        fast = decode_image(encoded(photo, "JPEG"), measure_colour=True).colourfulness
+        pillow = decode_image(encoded(photo, "PNG"), measure_colour=True).colourfulness
+        assert fast is not None and pillow is not None
+        assert abs(fast - pillow) <= 0.1 * pillow, (name, fast, pillow)
+    grey = np.repeat(decode_image(sample_files()[0].read_bytes()).pixels[..., None], 3, -1)
+    assert decode_image(encoded(grey, "JPEG"), measure_colour=True).colourfulness == 0.0

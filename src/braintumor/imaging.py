@@ -13,6 +13,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -57,6 +58,12 @@ def is_dicom(data: bytes) -> bool:
 COLOUR_MODES = ("RGB", "RGBA", "YCbCr", "CMYK", "P", "LAB", "HSV", "PA")
 # Colourfulness is measured on a copy this many pixels wide at most (cheap, and enough).
 _COLOUR_SIDE = 128
+# OpenCV's reduced-size JPEG decodes (DCT scaling), largest first: (factor, imread flag).
+_REDUCED = (
+    (8, cv2.IMREAD_REDUCED_COLOR_8),
+    (4, cv2.IMREAD_REDUCED_COLOR_4),
+    (2, cv2.IMREAD_REDUCED_COLOR_2),
+)
 
 
 def decode_image(
@@ -84,7 +91,7 @@ def decode_image(
             TOO_LARGE, f"{width}x{height} = {width * height:,} pixels exceeds {max_pixels:,}"
         )
     mode, fmt = image.mode, image.format or "unknown"
-    colour = _colourfulness(data) if measure_colour and mode in COLOUR_MODES else None
+    colour = _colourfulness(data, fmt, min(width, height)) if measure_colour and mode in COLOUR_MODES else None
     if fmt == "JPEG" and mode in ("RGB", "YCbCr"):
         # Let libjpeg output the luma plane directly: the same gray values as decoding RGB
         # and converting (checked on the dataset), at about half the cost.
@@ -105,10 +112,21 @@ def decode_image(
     return DecodedImage(to_grayscale_uint8(image), width, height, mode, fmt, colour)
 
 
-def _colourfulness(data: bytes) -> float | None:
+def _colourfulness(data: bytes, fmt: str, side: int) -> float | None:
     from braintumor.guard.input_checks import colourfulness
 
     try:
+        if fmt == "JPEG":
+            # libjpeg's DCT-domain downscaling through OpenCV, to no less than half of
+            # _COLOUR_SIDE: a third of the cost of Pillow's draft-and-convert below (0.5 against
+            # 1.6 ms for a 512 px slice), which the service pays on every colour JPEG.
+            flag = next(
+                (flag for factor, flag in _REDUCED if side >= factor * _COLOUR_SIDE // 2),
+                cv2.IMREAD_COLOR,
+            )
+            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+            if bgr is not None and bgr.ndim == 3:
+                return colourfulness(bgr[..., ::-1])
         image = Image.open(io.BytesIO(data))
         image.draft("RGB", (_COLOUR_SIDE, _COLOUR_SIDE))  # JPEG: decoded at 1/2..1/8 scale
         image = image.convert("RGB")

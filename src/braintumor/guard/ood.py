@@ -52,7 +52,9 @@ class OodDetector:
         z = l2_normalise(embeddings)
         if self.kind == "mahalanobis":
             centred = z[:, None, :] - self.arrays["means"][None]  # (N, classes, D)
-            distances = np.einsum("ncd,de,nce->nc", centred, self.arrays["precision"], centred)
+            # The quadratic form as one matrix product (BLAS): a plain three-operand einsum
+            # loops over D x D per row and costs about 1 ms an image.
+            distances = ((centred @ self.arrays["precision"]) * centred).sum(axis=-1)
             return distances.min(axis=1)
         similarity = z @ self.arrays["bank"].T  # cosine similarity to every training embedding
         kth = np.partition(-similarity, self.k - 1, axis=1)[:, self.k - 1]

@@ -6,7 +6,7 @@
 | BRAINTUMOR_REVIEW_THRESHOLD | the card's, else 0.6 | `needs_review` when top probability < this |
 | BRAINTUMOR_BACKEND | auto | auto (int8 ONNX when packaged), onnx-int8 or onnx |
 | BRAINTUMOR_REJECT_NOT_MRI | false | 422 `not_a_brain_mri` for uploads failing the input checks |
-| BRAINTUMOR_ONNX_THREADS | 1 | ONNX Runtime intra-op threads per worker |
+| BRAINTUMOR_ONNX_THREADS | 2 | ONNX Runtime intra-op threads per worker (idle threads sleep, so workers x threads may exceed the cores) |
 | BRAINTUMOR_API_THREADS | 2 | threads per worker running the (sync) API functions |
 | BRAINTUMOR_WORKERS | 2 | server worker processes |
 | BRAINTUMOR_MAX_BATCH_SIZE | 32 | adaptive batching: most images per model call |
@@ -90,7 +90,7 @@ class ServingConfig(BaseModel):
     model_tag: str = DEFAULT_MODEL_TAG
     review_threshold: float | None = None
     backend: str = "auto"
-    onnx_threads: int = Field(default=1, ge=1)
+    onnx_threads: int = Field(default=2, ge=1)
     api_threads: int = Field(default=2, ge=1)
     workers: int = Field(default=2, ge=1)
     max_batch_size: int = Field(default=32, ge=2)
