@@ -93,9 +93,14 @@ def _decorated_with(path: Path, decorator: str) -> list[str]:
     return names
 
 
+# steps/materializers.py is the old import path of the materializers, which artifacts of
+# earlier ZenML stores name (tests/test_materializer_alias.py).
+NOT_STEPS = ("__init__.py", "materializers.py")
+
+
 @pytest.mark.parametrize(("folder", "decorator"), [("steps", "step"), ("pipelines", "pipeline")])
 def test_steps_hold_steps_and_pipelines_hold_pipelines(folder: str, decorator: str) -> None:
-    modules = sorted(p for p in (REPO / folder).glob("*.py") if p.name != "__init__.py")
+    modules = sorted(p for p in (REPO / folder).glob("*.py") if p.name not in NOT_STEPS)
     assert len(modules) >= 4
     without = [p.name for p in modules if not _decorated_with(p, decorator)]
     assert without == [], f"{folder}/ modules that define no @{decorator}"
