@@ -23,3 +23,17 @@ OLD_CLASSES = (
 def test_the_old_source_path_loads_the_current_class(name: str) -> None:
     assert source_utils.load(f"{OLD_PATH}.{name}") is getattr(current, name)
 
+
+def test_an_artifact_written_by_missing_code_is_a_clear_error() -> None:
+    from braintumor_zenml.operations import PromotionError, _load
+
+    class Unloadable:
+        def load(self) -> None:
+            raise ModuleNotFoundError("No module named 'old_code'", name="old_code")
+
+    with pytest.raises(
+        PromotionError,
+        match=r"version 4's 'best_model' artifact cannot be "
+        r"loaded \(No module named 'old_code'\).*or retrain",
+    ):
+        _load(Unloadable(), 4, "best_model")

@@ -91,7 +91,9 @@ def decode_image(
             TOO_LARGE, f"{width}x{height} = {width * height:,} pixels exceeds {max_pixels:,}"
         )
     mode, fmt = image.mode, image.format or "unknown"
-    colour = _colourfulness(data, fmt, min(width, height)) if measure_colour and mode in COLOUR_MODES else None
+    colour = None
+    if measure_colour and mode in COLOUR_MODES:
+        colour = _colourfulness(data, fmt, min(width, height))
     if fmt == "JPEG" and mode in ("RGB", "YCbCr"):
         # Let libjpeg output the luma plane directly: the same gray values as decoding RGB
         # and converting (checked on the dataset), at about half the cost.

@@ -60,7 +60,20 @@ def _run_artifact(model_version: ModelVersionResponse, name: str) -> Any:
     artifact = model_version.get_artifact(name)
     if artifact is None:
         raise PromotionError(f"version {model_version.number} has no {name!r} artifact")
-    return artifact.load()
+    return _load(artifact, model_version.number, name)
+
+
+def _load(artifact: Any, number: int, name: str) -> Any:
+    """The artifact's value; an artifact whose materializer or type this installation cannot
+    import (written by other code) is a clear error, not a traceback."""
+    try:
+        return artifact.load()
+    except ImportError as exc:  # ModuleNotFoundError included
+        raise PromotionError(
+            f"version {number}'s {name!r} artifact cannot be loaded ({exc}): it was written "
+            "by code this installation lacks; install the braintumor version that trained it, "
+            "or retrain"
+        ) from None
 
 
 def promote_to_production(
@@ -182,7 +195,10 @@ def package_version(
     guard_card = model_version.get_artifact(ARTIFACT_GUARD)
     detector = model_version.get_artifact(ARTIFACT_OOD_DETECTOR)
     if guard_card is not None and detector is not None:
-        guard = (GuardCard.model_validate(guard_card.load()), detector.load())
+        guard = (
+            GuardCard.model_validate(_load(guard_card, model_version.number, ARTIFACT_GUARD)),
+            _load(detector, model_version.number, ARTIFACT_OOD_DETECTOR),
+        )
     tags = package_model(
         model, card, parity_inputs=parity, parity_labels=labels, build=build, guard=guard
     )

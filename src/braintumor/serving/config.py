@@ -6,7 +6,7 @@
 | BRAINTUMOR_REVIEW_THRESHOLD | the card's, else 0.6 | `needs_review` when top probability < this |
 | BRAINTUMOR_BACKEND | auto | auto (int8 ONNX when packaged), onnx-int8 or onnx |
 | BRAINTUMOR_REJECT_NOT_MRI | false | 422 `not_a_brain_mri` for uploads failing the input checks |
-| BRAINTUMOR_ONNX_THREADS | 2 | ONNX Runtime intra-op threads per worker (idle threads sleep, so workers x threads may exceed the cores) |
+| BRAINTUMOR_ONNX_THREADS | 2 | ONNX Runtime intra-op threads per worker (idle ones sleep) |
 | BRAINTUMOR_API_THREADS | 2 | threads per worker running the (sync) API functions |
 | BRAINTUMOR_WORKERS | 2 | server worker processes |
 | BRAINTUMOR_MAX_BATCH_SIZE | 32 | adaptive batching: most images per model call |
