@@ -128,9 +128,7 @@ def test_mahalanobis_scores_equal_scikit_learns_distance():
     means = np.stack([z[labels == c].mean(axis=0) for c in range(3)])
     shared = LedoitWolf(assume_centered=True).fit(z - means[labels])
     queries = rng.normal(size=(40, 16))
-    expected = np.min(
-        [shared.mahalanobis(l2_normalise(queries) - mean) for mean in means], axis=0
-    )
+    expected = np.min([shared.mahalanobis(l2_normalise(queries) - mean) for mean in means], axis=0)
     np.testing.assert_allclose(detector.score(queries), expected, rtol=1e-9)
 
 
