@@ -103,8 +103,8 @@ def test_the_temperature_is_inside_the_serving_graph(
 
 
 def test_sessions_use_the_asked_threads_and_do_not_spin(tiny_onnx):
-    """Several workers' sessions share few cores: idle pool threads must sleep (spinning
-    ones took the cores from the other workers: 61 against 102 requests/s measured)."""
+    """Several workers' sessions share few cores: idle pool threads must sleep, or spinning
+    ones take the cores the other workers' requests need."""
     from braintumor.serving.predictor import onnx_session
 
     options = onnx_session(tiny_onnx, threads=2).get_session_options()

@@ -8,7 +8,7 @@
 | BRAINTUMOR_REJECT_NOT_MRI | false | 422 `not_a_brain_mri` for uploads failing the input checks |
 | BRAINTUMOR_ONNX_THREADS | 2 | ONNX Runtime intra-op threads per worker (idle ones sleep) |
 | BRAINTUMOR_API_THREADS | 2 | threads per worker running the (sync) API functions |
-| BRAINTUMOR_WORKERS | 2 | server worker processes |
+| BRAINTUMOR_WORKERS | 1 | server worker processes (each holds a copy of the model) |
 | BRAINTUMOR_MAX_BATCH_SIZE | 32 | adaptive batching: most images per model call |
 | BRAINTUMOR_MAX_LATENCY_MS | 1000 | adaptive batching: latency budget of a batch |
 | BRAINTUMOR_MAX_UPLOAD_BYTES / _MAX_PIXELS / _MAX_REQUEST_BYTES | see `UploadLimits` | limits |
@@ -92,7 +92,9 @@ class ServingConfig(BaseModel):
     backend: str = "auto"
     onnx_threads: int = Field(default=2, ge=1)
     api_threads: int = Field(default=2, ge=1)
-    workers: int = Field(default=2, ge=1)
+    # One worker: with two ONNX threads it serves as many requests/s as two workers on 2 cores
+    # in two thirds of the memory (benchmarks/results/abstention.json); more cores, more workers.
+    workers: int = Field(default=1, ge=1)
     max_batch_size: int = Field(default=32, ge=2)
     max_latency_ms: int = Field(default=1000, ge=1)
     reject_not_mri: bool = False
