@@ -238,11 +238,13 @@ def verify_pairs(
     loader: Callable[[Path], np.ndarray] = load_gray,
     workers: int = DEFAULT_WORKERS,
     progress: Callable[[int, int], None] | None = None,
+    images: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Score candidate pairs of images on disk.
 
-    Each image is read and cropped once (`verification_image`), then the pairs are scored
-    with `pair_score`; both in `workers` processes (default: one per core) when workers > 1.
+    Each image is read and cropped once (`verification_image`), unless `images` holds them
+    already, then the pairs are scored with `pair_score`; both in `workers` processes
+    (default: one per core) when workers > 1.
 
     Args:
         data_root: folder the manifest paths are relative to.
@@ -253,6 +255,8 @@ def verify_pairs(
             > 1 it runs in the worker processes).
         workers: processes; 1 scores in this process.
         progress: called with (pairs done, pairs in all) after each batch of pairs.
+        images: the verification images of all `paths` (`integrity.images.read_images`);
+            None reads the images in candidate pairs.
 
     Returns:
         One row per pair: `i, j, score, mirrored, same` (same: score >= min_correlation).
@@ -264,6 +268,9 @@ def verify_pairs(
     # Pairs as rows of the stack of the needed images.
     a, b = np.searchsorted(needed, first), np.searchsorted(needed, second)
     needed_paths = [paths[k] for k in needed.tolist()]
+    if images is not None and len(images) != len(paths):
+        raise ValueError("images must hold one verification image per path")
+    given = None if images is None else np.asarray(images)[needed]
     scores = np.zeros(len(first), dtype=np.float64)
     mirrored = np.zeros(len(first), dtype=bool)
     image_batches = [
@@ -284,18 +291,24 @@ def verify_pairs(
         opencv_threads = cv2.getNumThreads()
         cv2.setNumThreads(1)  # small images: OpenCV's own threads cost more than they save
         try:
-            loaded = [_load_images(data_root, part, loader) for part in image_batches]
-            images = np.stack([image for part in loaded for image in part]) if loaded else None
+            stack = given
+            if stack is None:
+                loaded = [_load_images(data_root, part, loader) for part in image_batches]
+                stack = np.stack([image for part in loaded for image in part]) if loaded else None
             for batch in pair_batches:
-                record(batch, _score_pairs(images, a[batch], b[batch], min_correlation))
+                record(batch, _score_pairs(stack, a[batch], b[batch], min_correlation))
         finally:
             cv2.setNumThreads(opencv_threads)
     else:
-        count = len(image_batches)
-        with process_pool(workers) as pool:
-            loaded = pool.map(_load_images, [data_root] * count, image_batches, [loader] * count)
-            images = np.stack([image for part in loaded for image in part])
-        with process_pool(workers, _keep_images, (images,)) as pool:
+        stack = given
+        if stack is None:
+            count = len(image_batches)
+            with process_pool(workers) as pool:
+                loaded = pool.map(
+                    _load_images, [data_root] * count, image_batches, [loader] * count
+                )
+                stack = np.stack([image for part in loaded for image in part])
+        with process_pool(workers, _keep_images, (stack,)) as pool:
             results = pool.map(
                 _score_in_worker,
                 [a[batch] for batch in pair_batches],
