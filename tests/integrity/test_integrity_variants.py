@@ -30,6 +30,7 @@ from braintumor.integrity.verify import (
     head_box,
     load_gray,
     pair_score,
+    pearson,
     verification_image,
     verify_pairs,
 )
@@ -233,3 +234,15 @@ def test_images_read_once_give_what_each_phase_reads_for_itself(sample_dir):
     pd.testing.assert_frame_equal(given, from_disk)
     with pytest.raises(ValueError, match="one verification image per path"):
         verify_pairs(sample_dir, paths, pairs[:, 0], pairs[:, 1], images=read.verification[:3])
+
+
+def test_pearson_is_the_correlation_coefficient_and_leaves_its_inputs_alone():
+    rng = np.random.default_rng(3)
+    for shape in ((32, 32), (128, 128), (700,)):
+        a = rng.integers(0, 256, shape).astype(np.float32)
+        b = (0.5 * a + rng.normal(0, 20, shape)).astype(np.float32)
+        a_before, b_before = a.copy(), b.copy()
+        assert pearson(a, b) == pytest.approx(np.corrcoef(a.ravel(), b.ravel())[0, 1], abs=1e-12)
+        assert np.array_equal(a, a_before) and np.array_equal(b, b_before)
+    flat = np.full((32, 32), 7.0)
+    assert pearson(flat, rng.random((32, 32))) == 0.0
