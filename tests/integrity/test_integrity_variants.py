@@ -13,13 +13,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 from braintumor.data.ingest import ingest
 from braintumor.data.manifest import COLUMNS
 from braintumor.imaging import decode_image
+from braintumor.integrity.appearance import appearance_table
 from braintumor.integrity.dedup import find_duplicates
 from braintumor.integrity.hashing import FINGERPRINT_COLUMNS, fingerprint, phash
+from braintumor.integrity.images import read_images
 from braintumor.integrity.index import hamming
 from braintumor.integrity.policy import IntegrityPolicy
 from braintumor.integrity.verify import (
@@ -27,6 +30,7 @@ from braintumor.integrity.verify import (
     head_box,
     load_gray,
     pair_score,
+    pearson,
     verification_image,
     verify_pairs,
 )
@@ -208,3 +212,37 @@ def test_verification_in_workers_decides_as_pair_score_one_pair_at_a_time(sample
             assert same[(original, by_name[f"{k}_{name}.png"])], (k, name)
         for name in near_misses:
             assert not same[(original, by_name[f"{k}_{name}.png"])], (k, name)
+
+
+def test_images_read_once_give_what_each_phase_reads_for_itself(sample_dir):
+    """read_images (each image decoded once, in workers) gives the verification images and the
+    appearance features that verification and the appearance check compute on their own, and
+    verify_pairs scores the same from them."""
+    paths = sorted(p.relative_to(sample_dir).as_posix() for p in sample_dir.rglob("*.jpg"))[:12]
+    grays = [load_gray(sample_dir / path) for path in paths]
+    expected_images = np.stack([verification_image(gray) for gray in grays])
+    expected_features = appearance_table(grays)
+    for workers in (1, 2):
+        read = read_images(sample_dir, paths, workers=workers)
+        assert np.array_equal(read.verification, expected_images), workers
+        pd.testing.assert_frame_equal(read.appearance, expected_features)
+    pairs = np.array(list(itertools.combinations(range(len(paths)), 2)))
+    from_disk = verify_pairs(sample_dir, paths, pairs[:, 0], pairs[:, 1], workers=1)
+    given = verify_pairs(
+        sample_dir, paths, pairs[:, 0], pairs[:, 1], workers=2, images=read.verification
+    )
+    pd.testing.assert_frame_equal(given, from_disk)
+    with pytest.raises(ValueError, match="one verification image per path"):
+        verify_pairs(sample_dir, paths, pairs[:, 0], pairs[:, 1], images=read.verification[:3])
+
+
+def test_pearson_is_the_correlation_coefficient_and_leaves_its_inputs_alone():
+    rng = np.random.default_rng(3)
+    for shape in ((32, 32), (128, 128), (700,)):
+        a = rng.integers(0, 256, shape).astype(np.float32)
+        b = (0.5 * a + rng.normal(0, 20, shape)).astype(np.float32)
+        a_before, b_before = a.copy(), b.copy()
+        assert pearson(a, b) == pytest.approx(np.corrcoef(a.ravel(), b.ravel())[0, 1], abs=1e-12)
+        assert np.array_equal(a, a_before) and np.array_equal(b, b_before)
+    flat = np.full((32, 32), 7.0)
+    assert pearson(flat, rng.random((32, 32))) == 0.0

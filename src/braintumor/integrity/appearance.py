@@ -135,8 +135,9 @@ def head_mask(gray: np.ndarray) -> np.ndarray:
     if count <= 1:
         return np.ones(gray.shape, dtype=bool)
     areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = np.flatnonzero(areas >= MIN_COMPONENT * areas.max()) + 1
-    mask = np.isin(labels, keep).astype(np.uint8)
+    kept = np.zeros(count, dtype=np.uint8)  # per label: 1 for the components kept
+    kept[1:] = areas >= MIN_COMPONENT * areas.max()
+    mask = kept[labels]
     # fill holes: what the background, flooded from outside the image, does not reach
     outside = np.pad(mask, 1)
     cv2.floodFill(outside, None, (0, 0), 1)
@@ -490,9 +491,17 @@ def audit_appearance(
     loader: Callable[[Path], np.ndarray] = load_gray,
     seed: int = 42,
     workers: int = DEFAULT_WORKERS,
+    features: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """`appearance_shortcut` of the images of an ingested manifest (the audit calls this)."""
-    features = load_appearance(data_root, manifest["path"].tolist(), loader, workers)
+    """`appearance_shortcut` of the images of an ingested manifest (the audit calls this).
+
+    `features`: `appearance_table` rows of the manifest's images, when the caller has them
+    already (`integrity.images.read_images`); None reads the images.
+    """
+    if features is None:
+        features = load_appearance(data_root, manifest["path"].tolist(), loader, workers)
+    elif len(features) != len(manifest):
+        raise ValueError("features must hold one row per manifest row")
     return appearance_shortcut(
         features,
         manifest["label"].astype(str),

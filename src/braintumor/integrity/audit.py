@@ -27,6 +27,7 @@ from braintumor.constants import PROTOCOL_OFFICIAL, PROTOCOL_RESPLIT, SPLITS_FIL
 from braintumor.integrity.appearance import audit_appearance
 from braintumor.integrity.dedup import Duplicates, find_duplicates
 from braintumor.integrity.figures import audit_figures
+from braintumor.integrity.images import read_images
 from braintumor.integrity.policy import IntegrityPolicy
 from braintumor.integrity.verify import load_gray
 
@@ -72,6 +73,11 @@ def run_audit(
     timings: dict[str, float] = {}
 
     started = time.perf_counter()
+    say(f"reading {len(manifest)} images")
+    images = read_images(data_root, manifest["path"].tolist(), loader)
+    timings["read_images_s"] = round(time.perf_counter() - started, 2)
+
+    started = time.perf_counter()
     say(f"searching near duplicates among {len(manifest)} images")
     duplicates = find_duplicates(
         data_root,
@@ -79,6 +85,7 @@ def run_audit(
         policy,
         loader=loader,
         progress=lambda done, total: say(f"verified {done}/{total} candidate pairs"),
+        images=images.verification,
     )
     timings["duplicates_s"] = round(time.perf_counter() - started, 2)
 
@@ -100,7 +107,7 @@ def run_audit(
     started = time.perf_counter()
     say(f"measuring the appearance of {len(manifest)} images")
     figures["appearance_shortcut"] = audit_appearance(
-        data_root, manifest, loader=loader, seed=policy.seed
+        data_root, manifest, loader=loader, seed=policy.seed, features=images.appearance
     )
     timings["appearance_s"] = round(time.perf_counter() - started, 2)
     figures["timings"] = timings

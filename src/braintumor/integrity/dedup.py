@@ -83,8 +83,13 @@ def find_duplicates(
     policy: IntegrityPolicy | None = None,
     loader: Callable[[Path], np.ndarray] = load_gray,
     progress: Callable[[int, int], None] | None = None,
+    images: np.ndarray | None = None,
 ) -> Duplicates:
-    """Exact and verified near duplicates of the manifest's images, and their clusters."""
+    """Exact and verified near duplicates of the manifest's images, and their clusters.
+
+    `images`: the verification image of each manifest row (`integrity.images.read_images`),
+    when the caller has read them already; None reads those in candidate pairs.
+    """
     policy = policy or IntegrityPolicy()
     manifest = manifest.reset_index(drop=True)
     hashes = _hashes(manifest)
@@ -104,6 +109,7 @@ def find_duplicates(
         policy.min_correlation,
         loader=loader,
         progress=progress,
+        images=images,
     )
     candidates = candidates.assign(
         score=verified["score"].to_numpy(),

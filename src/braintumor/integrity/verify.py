@@ -59,6 +59,7 @@ _FINE_ITERATIONS = 15
 _MAX_LINEAR_DEVIATION = 0.3  # |A - I| per entry of the 2x2 part
 _MAX_SHIFT_FRACTION = 0.2  # translation as a share of the side
 _MIN_OVERLAP = 0.5  # share of pixels that must stay inside both images after alignment
+_IDENTITY = np.eye(2, 3, dtype=np.float32)  # read only: `_register` passes ECC a copy
 # Work sent to a worker at a time: pairs (also the progress step) and images.
 _PAIR_BATCH = 250
 _IMAGE_BATCH = 100
@@ -118,9 +119,10 @@ def verification_image(gray: np.ndarray, size: int = VERIFY_SIZE) -> np.ndarray:
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a = a.astype(np.float64).ravel()
+    a = a.astype(np.float64).ravel()  # copies, so the in-place centring below is safe
     b = b.astype(np.float64).ravel()
-    a, b = a - a.mean(), b - b.mean()
+    a -= a.sum() / a.size  # what a.mean() computes, with less overhead (called per pair)
+    b -= b.sum() / b.size
     denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
     return float((a * b).sum() / denominator) if denominator > 0 else 0.0
 
@@ -137,7 +139,7 @@ def _register(
         _, found = cv2.findTransformECC(a, b, warp.copy(), cv2.MOTION_AFFINE, criteria, None, gauss)
     except cv2.error:  # did not converge: the images do not align
         return unaligned, warp
-    linear, shift = found[:, :2] - np.eye(2, dtype=np.float32), found[:, 2]
+    linear, shift = found[:, :2] - _IDENTITY[:, :2], found[:, 2]
     if (
         np.abs(linear).max() > _MAX_LINEAR_DEVIATION
         or np.abs(shift).max() > _MAX_SHIFT_FRACTION * size
@@ -146,7 +148,7 @@ def _register(
     flags = cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP
     moved = cv2.warpAffine(b, found, (size, size), flags=flags)
     inside = cv2.warpAffine(np.ones_like(b), found, (size, size), flags=flags) > 0.999
-    if inside.mean() < _MIN_OVERLAP:
+    if np.count_nonzero(inside) < _MIN_OVERLAP * inside.size:
         return unaligned, warp
     return max(unaligned, pearson(a[inside], moved[inside])), found
 
@@ -165,8 +167,7 @@ def pair_score(
     coarse = []
     for mirrored, other in ((False, b), (True, flipped)):
         other_small = cv2.resize(other, small, interpolation=cv2.INTER_AREA)
-        identity = np.eye(2, 3, dtype=np.float32)
-        score, warp = _register(a_small, other_small, identity, _COARSE_ITERATIONS)
+        score, warp = _register(a_small, other_small, _IDENTITY, _COARSE_ITERATIONS)
         coarse.append((score, mirrored, other, warp))
     coarse.sort(key=lambda item: -item[0])
     best = (coarse[0][0], coarse[0][1])
@@ -238,11 +239,13 @@ def verify_pairs(
     loader: Callable[[Path], np.ndarray] = load_gray,
     workers: int = DEFAULT_WORKERS,
     progress: Callable[[int, int], None] | None = None,
+    images: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Score candidate pairs of images on disk.
 
-    Each image is read and cropped once (`verification_image`), then the pairs are scored
-    with `pair_score`; both in `workers` processes (default: one per core) when workers > 1.
+    Each image is read and cropped once (`verification_image`), unless `images` holds them
+    already, then the pairs are scored with `pair_score`; both in `workers` processes
+    (default: one per core) when workers > 1.
 
     Args:
         data_root: folder the manifest paths are relative to.
@@ -253,6 +256,8 @@ def verify_pairs(
             > 1 it runs in the worker processes).
         workers: processes; 1 scores in this process.
         progress: called with (pairs done, pairs in all) after each batch of pairs.
+        images: the verification images of all `paths` (`integrity.images.read_images`);
+            None reads the images in candidate pairs.
 
     Returns:
         One row per pair: `i, j, score, mirrored, same` (same: score >= min_correlation).
@@ -264,6 +269,9 @@ def verify_pairs(
     # Pairs as rows of the stack of the needed images.
     a, b = np.searchsorted(needed, first), np.searchsorted(needed, second)
     needed_paths = [paths[k] for k in needed.tolist()]
+    if images is not None and len(images) != len(paths):
+        raise ValueError("images must hold one verification image per path")
+    given = None if images is None else np.asarray(images)[needed]
     scores = np.zeros(len(first), dtype=np.float64)
     mirrored = np.zeros(len(first), dtype=bool)
     image_batches = [
@@ -284,18 +292,24 @@ def verify_pairs(
         opencv_threads = cv2.getNumThreads()
         cv2.setNumThreads(1)  # small images: OpenCV's own threads cost more than they save
         try:
-            loaded = [_load_images(data_root, part, loader) for part in image_batches]
-            images = np.stack([image for part in loaded for image in part]) if loaded else None
+            stack = given
+            if stack is None:
+                loaded = [_load_images(data_root, part, loader) for part in image_batches]
+                stack = np.stack([image for part in loaded for image in part]) if loaded else None
             for batch in pair_batches:
-                record(batch, _score_pairs(images, a[batch], b[batch], min_correlation))
+                record(batch, _score_pairs(stack, a[batch], b[batch], min_correlation))
         finally:
             cv2.setNumThreads(opencv_threads)
     else:
-        count = len(image_batches)
-        with process_pool(workers) as pool:
-            loaded = pool.map(_load_images, [data_root] * count, image_batches, [loader] * count)
-            images = np.stack([image for part in loaded for image in part])
-        with process_pool(workers, _keep_images, (images,)) as pool:
+        stack = given
+        if stack is None:
+            count = len(image_batches)
+            with process_pool(workers) as pool:
+                loaded = pool.map(
+                    _load_images, [data_root] * count, image_batches, [loader] * count
+                )
+                stack = np.stack([image for part in loaded for image in part])
+        with process_pool(workers, _keep_images, (stack,)) as pool:
             results = pool.map(
                 _score_in_worker,
                 [a[batch] for batch in pair_batches],
