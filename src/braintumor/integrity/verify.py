@@ -20,7 +20,8 @@ the 5,871 candidate pairs of distinct images in the Kaggle set (pHash distance <
 the 56,006 within distance 12, no pair scores between 0.954 and 0.977; the threshold sits in
 that gap. Pairs above it looked like the same picture by eye (re-encoded, re-framed, resized
 or retouched copies), pairs below like adjacent slices or other scans (docs/integrity.md has
-the by-eye false-merge check).
+the by-eye false-merge check). On the Kaggle and figshare-br35h sets merged there is no such
+gap (pairs score 0.96999 and 0.97001), so pairs near the threshold there are a judgement call.
 """
 
 from __future__ import annotations
