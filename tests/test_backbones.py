@@ -60,7 +60,10 @@ def test_every_backbone_builds_trains_one_step_predicts_and_explains(name: str) 
     assert np.isfinite(cam.heatmap).all() and cam.heatmap.min() >= 0 and cam.heatmap.max() <= 1
     assert cam.overlay.shape == (size, size, 3) and cam.overlay.dtype == np.uint8
     assert cam.class_index == int(np.argmax(probs[0]))
-    assert cam.probability == pytest.approx(float(probs[0].max()), abs=1e-5)
+    # Grad-CAM runs the model again through a sub-model that also outputs the feature map;
+    # oneDNN may pick other kernels for it, and in float32 a deep VGG16 then differs from the
+    # plain call by a few 1e-5 (2.4e-5 seen in a fresh-clone run).
+    assert cam.probability == pytest.approx(float(probs[0].max()), abs=1e-4)
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
