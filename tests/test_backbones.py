@@ -60,9 +60,9 @@ def test_every_backbone_builds_trains_one_step_predicts_and_explains(name: str) 
     assert np.isfinite(cam.heatmap).all() and cam.heatmap.min() >= 0 and cam.heatmap.max() <= 1
     assert cam.overlay.shape == (size, size, 3) and cam.overlay.dtype == np.uint8
     assert cam.class_index == int(np.argmax(probs[0]))
-    # Grad-CAM runs the model again through a sub-model that also outputs the feature map;
-    # oneDNN may pick other kernels for it, and in float32 a deep VGG16 then differs from the
-    # plain call by a few 1e-5 (2.4e-5 seen in a fresh-clone run).
+    # Grad-CAM runs the model again layer by layer under a gradient tape, for one image, where
+    # oneDNN may pick other kernels than for the batch of 4; in float32 a deep VGG16 then
+    # differs from the plain call by a few 1e-5 (2.4e-5 seen in a fresh-clone run).
     assert cam.probability == pytest.approx(float(probs[0].max()), abs=1e-4)
 
 
