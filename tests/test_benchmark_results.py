@@ -44,8 +44,6 @@ PREDATE_HEADER = {
         f"{QUALITY} {OFFICIAL} --set ema_decay=0 --set 'mixed_precision=\"auto\"' "
         "--set refit_class_bias=false --out benchmarks/results/quality_previous_profile.json"
     ),
-    # No CPU model, flags or RAM, a free-text note. The cpu config trains for 35-70 minutes.
-    "pipeline.json": "python benchmarks/pipeline.py --configs smoke cpu",
 }
 
 NOTE_KEYS = ("note", "notes")
