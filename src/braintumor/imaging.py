@@ -56,7 +56,8 @@ def is_dicom(data: bytes) -> bool:
 
 
 COLOUR_MODES = ("RGB", "RGBA", "YCbCr", "CMYK", "P", "LAB", "HSV", "PA")
-# Colourfulness is measured on a copy this many pixels wide at most (cheap, and enough).
+# Colourfulness is measured on a copy at most this many pixels wide, and for JPEG at least
+# half as wide (cheap, and enough).
 _COLOUR_SIDE = 128
 # OpenCV's reduced-size JPEG decodes (DCT scaling), largest first: (factor, imread flag).
 _REDUCED = (
