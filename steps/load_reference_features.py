@@ -1,5 +1,6 @@
 """Step: the reference side of a drift check: a path, or the production model's own
-`reference_features` (recorded by the training run that produced it)."""
+reference (its `answer_reference`, else its `reference_features`; recorded by the training
+run that produced it)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 import pandas as pd
 from zenml import log_metadata, step
 
-from braintumor.constants import ARTIFACT_DRIFT_REFERENCE, ARTIFACT_REFERENCE_FEATURES, MODEL_NAME
+from braintumor.constants import ARTIFACT_DRIFT_REFERENCE, MODEL_NAME
 from braintumor.monitoring.monitor import load_features
 from braintumor_zenml.production_model import production_reference
 
@@ -26,7 +27,7 @@ def load_reference_features(
     frame = artifact.load()
     log_metadata(
         metadata={
-            "source": f"{model_name}:{version_name} ({ARTIFACT_REFERENCE_FEATURES})",
+            "source": f"{model_name}:{version_name} ({artifact.name})",
             "kind": "model_version",
             "rows": len(frame),
         }

@@ -44,6 +44,30 @@ def test_same_data_passes(sample_dir: Path, tmp_path: Path):
     assert "no drift" in result.output
 
 
+def test_the_command_s_defaults_are_the_drift_policy_s(sample_dir: Path, tmp_path: Path):
+    from braintumor.monitoring.drift import DriftPolicy
+
+    training = str(sample_dir / "Training")
+    args = ["monitor", "--reference", training, "--current", training]
+    result = runner.invoke(app, [*args, "--json", str(tmp_path / "d.json")])
+    assert result.exit_code == 0, result.output
+    policy = json.loads((tmp_path / "d.json").read_text())["policy"]
+    assert policy == json.loads(DriftPolicy().model_dump_json())
+    assert policy["critical_columns"] == ["confidence", "out_of_distribution"]
+    # The help names the same values.
+    defaults = DriftPolicy()
+    help_text = runner.invoke(app, ["monitor", "--help"], env={"COLUMNS": "200"}).output
+    text = " ".join(help_text.replace("│", " ").split())  # unwrapped, without Rich's box
+    assert f"policy's, {defaults.drift_share}" in text and f"policy's, {defaults.min_rows}" in text
+    assert "policy's, confidence and out_of_distribution" in text
+    # Given values win, and an empty string means no critical column.
+    given = [*args, "--critical", "", "--drift-share", "0.5", "--min-rows", "5"]
+    result = runner.invoke(app, [*given, "--json", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    policy = json.loads((tmp_path / "e.json").read_text())["policy"]
+    assert (policy["critical_columns"], policy["drift_share"], policy["min_rows"]) == ([], 0.5, 5)
+
+
 def test_drift_without_fail_on_drift_exits_zero(
     sample_dir: Path, dark_folder: Path, tmp_path: Path
 ):

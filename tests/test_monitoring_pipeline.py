@@ -107,6 +107,10 @@ def test_pipeline_uses_and_annotates_the_production_model(sample_dir: Path, tmp_
         Client().get_pipeline_run(run_name), "detect_drift", ARTIFACT_DRIFT_SUMMARY
     )
     assert summary_artifact.load()["reference_rows"] == 25
+    # The metadata names the artifact it used (this run recorded no answer reference).
+    loaded = Client().get_pipeline_run(run_name).steps["load_reference_features"]
+    expected = f"{model_name}:{version.name} ({ARTIFACT_REFERENCE_FEATURES})"
+    assert loaded.run_metadata["source"] == expected
 
 
 def test_pipeline_without_reference_or_production_model_fails_clearly(sample_dir: Path):

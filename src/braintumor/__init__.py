@@ -11,7 +11,7 @@ materializers, the Kubeflow flavor, the dashboard).
 import os
 
 # TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX512_VNNI, AVX512_BF16
-# or AMX. Elsewhere (e.g. AMD EPYC without AVX512) they still train the CNN 1.15-1.35x faster
+# or AMX. Elsewhere (e.g. AMD EPYC without AVX512) they still train the CNN about 1.36x faster
 # (benchmarks/results/train_step.json). Must be set before TensorFlow is imported; a user's
 # own TF_ENABLE_ONEDNN_OPTS (0 turns it off) wins.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

@@ -255,17 +255,28 @@ def monitor_command(
         typer.Option(help="Only log lines at or after this ISO time (e.g. 2026-11-20T00:00Z)."),
     ] = None,
     drift_share: Annotated[
-        float, typer.Option(help="Alarm when at least this share of the columns drifted.")
-    ] = 0.3,
-    critical: Annotated[
-        list[str] | None,
+        float | None,
         typer.Option(
-            help="A column whose drift alone raises the alarm (repeatable; default confidence;"
-            " give an empty string for none).",
+            help="Alarm when at least this share of the columns drifted (default: the drift"
+            " policy's, 0.3).",
             show_default=False,
         ),
     ] = None,
-    min_rows: Annotated[int, typer.Option(help="Refuse smaller data sets on either side.")] = 20,
+    critical: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A column whose drift alone raises the alarm (repeatable; default: the drift"
+            " policy's, confidence and out_of_distribution; give an empty string for none).",
+            show_default=False,
+        ),
+    ] = None,
+    min_rows: Annotated[
+        int | None,
+        typer.Option(
+            help="Refuse smaller data sets on either side (default: the drift policy's, 20).",
+            show_default=False,
+        ),
+    ] = None,
     summary_md: Annotated[
         Path | None,
         typer.Option(
@@ -295,13 +306,13 @@ def monitor_command(
     from braintumor.monitoring.monitor import monitor, outcome_markdown, summary_markdown
 
     with user_errors():
-        policy = DriftPolicy(
-            drift_share=drift_share,
-            critical_columns=(
-                tuple(c for c in critical if c) if critical is not None else ("confidence",)
-            ),
-            min_rows=min_rows,
-        )
+        # Only what the user gave: every default is DriftPolicy's own.
+        given = {
+            "drift_share": drift_share,
+            "critical_columns": tuple(c for c in critical if c) if critical is not None else None,
+            "min_rows": min_rows,
+        }
+        policy = DriftPolicy(**{k: v for k, v in given.items() if v is not None})
         start = datetime.fromisoformat(since) if since else None
         if start is not None and start.tzinfo is None:
             raise ValueError(f"--since needs a time zone (e.g. {since}Z or {since}+00:00)")

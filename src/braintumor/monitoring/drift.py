@@ -5,10 +5,10 @@ Evidently tests every column on its own: with fewer than ~1,000 rows, the two-sa
 Kolmogorov-Smirnov test for numbers (drift when p < 0.05) and chi-square / Z-test for
 categories; with more, the normed Wasserstein distance (drift when >= 0.1) and Jensen-Shannon
 distance. `decide_drift` then applies `DriftPolicy`: the data set has drifted when at least
-`drift_share` of the columns drifted, when any `critical_columns` (default: confidence)
-drifted, or when any one column drifted strongly (p < 0.001, or a distance five times the
-threshold): a new resolution moves only width and height, a blurrier scanner only sharpness,
-and neither reaches a share of the columns.
+`drift_share` of the columns drifted, when any `critical_columns` (default: confidence and the
+share of out-of-distribution answers) drifted, or when any one column drifted strongly
+(p < 0.001, or a distance five times the threshold): a new resolution moves only width and
+height, a blurrier scanner only sharpness, and neither reaches a share of the columns.
 
 Evidently's HTML report is one self-contained file: its JavaScript (React, Plotly) is inlined,
 no script or stylesheet is fetched from a CDN. The only URL in it is Plotly's default
