@@ -7,7 +7,8 @@ on the full dataset, and what drift monitoring costs.
   Training, many times: the share of checks that say "drift" (should be ~0).
 - Detection: the same samples after one change of acquisition (darker, gamma, blur, half
   resolution, noise, and a subtle 10% darkening): the share of checks that catch it.
-- Training vs the official Testing split (partly another source, as the research this project grew from found).
+- Training vs the official Testing split (partly another source, as the research this project
+  grew from found).
 - Cost: features per 512x512 slice (the service's extra work per prediction when it logs),
   one log append, features for the whole Training set, one drift report.
 
