@@ -55,7 +55,7 @@ from sklearn.preprocessing import StandardScaler
 from braintumor.integrity.shortcut import NO_TUMOUR, SHORTCUT_BINARY
 from braintumor.integrity.shortcut import SHORTCUT_MARGIN as PROBE_MARGIN
 from braintumor.integrity.verify import load_gray
-from braintumor.integrity.workers import DEFAULT_WORKERS, batches, process_pool
+from braintumor.integrity.workers import DEFAULT_WORKERS, map_path_batches
 
 SIDE = 128  # images are downscaled so their longest side is this many pixels
 # Head mask: as `integrity.verify.head_box`, brighter than the border's median by this much
@@ -241,16 +241,8 @@ def load_appearance(
 ) -> pd.DataFrame:
     """`appearance_table` of the images at `paths` (relative to `data_root`), read in
     `workers` processes (default: one per core; `loader` must then be a module-level function)."""
-    paths = list(paths)
-    parts = [[paths[k] for k in rows.tolist()] for rows in batches(len(paths), 100, workers)]
-    if workers <= 1 or len(parts) <= 1:
-        rows = [row for part in parts for row in _appearance_of(data_root, part, loader)]
-    else:
-        with process_pool(workers) as pool:
-            results = pool.map(
-                _appearance_of, [data_root] * len(parts), parts, [loader] * len(parts)
-            )
-            rows = [row for part in results for row in part]
+    results = map_path_batches(_appearance_of, data_root, paths, loader, workers)
+    rows = [row for part in results for row in part]
     return pd.DataFrame(rows, columns=list(APPEARANCE_FEATURES))
 
 

@@ -17,9 +17,7 @@ import pandas as pd
 
 from braintumor.integrity.appearance import APPEARANCE_FEATURES, appearance_features
 from braintumor.integrity.verify import VERIFY_SIZE, load_gray, verification_image
-from braintumor.integrity.workers import DEFAULT_WORKERS, batches, process_pool
-
-_IMAGE_BATCH = 100
+from braintumor.integrity.workers import DEFAULT_WORKERS, map_path_batches
 
 
 @dataclass(frozen=True)
@@ -54,15 +52,7 @@ def read_images(
 ) -> AuditImages:
     """`AuditImages` of the images at `paths` (relative to `data_root`), each decoded once, in
     `workers` processes (default: one per core; `loader` must then be a module-level function)."""
-    paths = list(paths)
-    parts = [
-        [paths[k] for k in rows.tolist()] for rows in batches(len(paths), _IMAGE_BATCH, workers)
-    ]
-    if workers <= 1 or len(parts) <= 1:
-        results = [_read(data_root, part, loader) for part in parts]
-    else:
-        with process_pool(workers) as pool:
-            results = list(pool.map(_read, [data_root] * len(parts), parts, [loader] * len(parts)))
+    results = map_path_batches(_read, data_root, paths, loader, workers)
     images = [image for part, _ in results for image in part]
     rows = [row for _, part in results for row in part]
     stack = np.stack(images) if images else np.zeros((0, VERIFY_SIZE, VERIFY_SIZE), dtype=np.uint8)

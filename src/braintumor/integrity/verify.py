@@ -34,7 +34,12 @@ import numpy as np
 import pandas as pd
 
 from braintumor.imaging import decode_image
-from braintumor.integrity.workers import DEFAULT_WORKERS, batches, process_pool
+from braintumor.integrity.workers import (
+    DEFAULT_WORKERS,
+    batches,
+    map_path_batches,
+    process_pool,
+)
 
 VERIFY_SIZE = 128
 COARSE_SIZE = 32
@@ -61,9 +66,8 @@ _MAX_LINEAR_DEVIATION = 0.3  # |A - I| per entry of the 2x2 part
 _MAX_SHIFT_FRACTION = 0.2  # translation as a share of the side
 _MIN_OVERLAP = 0.5  # share of pixels that must stay inside both images after alignment
 _IDENTITY = np.eye(2, 3, dtype=np.float32)  # read only: `_register` passes ECC a copy
-# Work sent to a worker at a time: pairs (also the progress step) and images.
+# Pairs sent to a worker at a time (also the progress step).
 _PAIR_BATCH = 250
-_IMAGE_BATCH = 100
 
 
 class VerificationError(RuntimeError):
@@ -272,13 +276,14 @@ def verify_pairs(
     needed_paths = [paths[k] for k in needed.tolist()]
     if images is not None and len(images) != len(paths):
         raise ValueError("images must hold one verification image per path")
-    given = None if images is None else np.asarray(images)[needed]
+    if images is not None:
+        stack = np.asarray(images)[needed]
+    else:
+        loaded = map_path_batches(_load_images, data_root, needed_paths, loader, workers)
+        crops = [image for part in loaded for image in part]
+        stack = np.stack(crops) if crops else None
     scores = np.zeros(len(first), dtype=np.float64)
     mirrored = np.zeros(len(first), dtype=bool)
-    image_batches = [
-        [needed_paths[k] for k in rows.tolist()]
-        for rows in batches(len(needed), _IMAGE_BATCH, workers)
-    ]
     pair_batches = batches(len(first), _PAIR_BATCH, workers)
     done = 0
 
@@ -293,23 +298,11 @@ def verify_pairs(
         opencv_threads = cv2.getNumThreads()
         cv2.setNumThreads(1)  # small images: OpenCV's own threads cost more than they save
         try:
-            stack = given
-            if stack is None:
-                loaded = [_load_images(data_root, part, loader) for part in image_batches]
-                stack = np.stack([image for part in loaded for image in part]) if loaded else None
             for batch in pair_batches:
                 record(batch, _score_pairs(stack, a[batch], b[batch], min_correlation))
         finally:
             cv2.setNumThreads(opencv_threads)
     else:
-        stack = given
-        if stack is None:
-            count = len(image_batches)
-            with process_pool(workers) as pool:
-                loaded = pool.map(
-                    _load_images, [data_root] * count, image_batches, [loader] * count
-                )
-                stack = np.stack([image for part in loaded for image in part])
         with process_pool(workers, _keep_images, (stack,)) as pool:
             results = pool.map(
                 _score_in_worker,

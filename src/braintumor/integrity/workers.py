@@ -16,10 +16,16 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
+T = TypeVar("T")
+
+# Images sent to a worker at a time.
+IMAGE_BATCH = 100
 # One process per core this process may run on.
 DEFAULT_WORKERS = (
     len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -48,3 +54,24 @@ def batches(count: int, size: int, workers: int) -> Sequence[np.ndarray]:
     """Indices 0..count-1 cut into batches of about `size` (at least 4 per worker, to balance)."""
     parts = max(1, min(count, max(count // max(size, 1), 4 * max(1, workers))))
     return np.array_split(np.arange(count), parts) if count else []
+
+
+def map_path_batches(
+    function: Callable[[Path, list[str], Callable[[Path], np.ndarray]], T],
+    data_root: Path,
+    paths: Sequence[str],
+    loader: Callable[[Path], np.ndarray],
+    workers: int,
+) -> list[T]:
+    """`function(data_root, batch, loader)` for `paths` cut into batches of about
+    `IMAGE_BATCH`, in `workers` processes (in this one when workers <= 1 or there is one
+    batch; otherwise `function` and `loader` must be module-level functions). One result per
+    batch, in the order of `paths`."""
+    paths = list(paths)
+    parts = [
+        [paths[k] for k in rows.tolist()] for rows in batches(len(paths), IMAGE_BATCH, workers)
+    ]
+    if workers <= 1 or len(parts) <= 1:
+        return [function(data_root, part, loader) for part in parts]
+    with process_pool(workers) as pool:
+        return list(pool.map(function, [data_root] * len(parts), parts, [loader] * len(parts)))
